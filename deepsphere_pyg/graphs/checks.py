@@ -1,0 +1,134 @@
+"""Argument checks shared by the graph builders: clear errors naming the argument and fix."""
+
+from __future__ import annotations
+
+import numbers
+
+import healpy as hp
+import numpy as np
+
+
+def check_nside(nside: object, name: str = "nside") -> int:
+    """Return ``nside`` as an int, or raise if it is not a power of two >= 1."""
+    if isinstance(nside, bool) or not isinstance(nside, numbers.Integral):
+        raise TypeError(f"{name} must be an integer power of two (1, 2, 4, ...), got {nside!r}")
+    nside = int(nside)
+    if nside < 1 or nside & (nside - 1):
+        raise ValueError(
+            f"{name} must be a power of two >= 1 (1, 2, 4, ..., 1024, ...), got {nside}; "
+            "HEALPix NEST hierarchies need powers of two"
+        )
+    return nside
+
+
+def check_positive_int(value: object, name: str) -> int:
+    """Return ``value`` as an int, or raise if it is not an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def check_k(k: object, num_nodes: int, name: str = "k") -> int:
+    """Return the neighbour count ``k``, or raise unless ``1 <= k < num_nodes``."""
+    k = check_positive_int(k, name)
+    if k >= num_nodes:
+        raise ValueError(
+            f"{name}={k} neighbours need more than {k} nodes, but the graph has {num_nodes}; "
+            f"choose {name} <= {num_nodes - 1} or a finer sampling"
+        )
+    return k
+
+
+def check_unit_vectors(pos: np.ndarray, name: str = "pos") -> np.ndarray:
+    """Return ``pos`` as a float64 ``[N, 3]`` array of finite unit vectors, or raise."""
+    pos = np.asarray(pos, dtype=np.float64)
+    if pos.ndim != 2 or pos.shape[1] != 3:
+        raise ValueError(f"{name} must have shape [N, 3], got {tuple(pos.shape)}")
+    finite = np.isfinite(pos).all(axis=1)
+    if not finite.all():
+        bad = np.nonzero(~finite)[0]
+        raise ValueError(
+            f"{name} has {bad.size} non-finite rows (first: {bad[:5].tolist()}); "
+            "remove or repair those points"
+        )
+    norms = np.linalg.norm(pos, axis=1)
+    if np.any(np.abs(norms - 1.0) > 1e-6):
+        raise ValueError(f"{name} must hold unit vectors; normalise with pos / |pos|")
+    return pos
+
+
+def pixels_from_mask(mask: object, nside: int, nest: bool, check_ordering: bool) -> np.ndarray:
+    """Sorted, unique pixel ids kept by a HEALPix ``mask``.
+
+    ``mask`` is either a map of length ``12 * nside**2`` with values in {0, 1} (bool, int or
+    float, ``True``/1 = observed) in the graph's ordering, or an array of pixel ids.
+    """
+    npix = hp.nside2npix(nside)
+    order = "NEST" if nest else "RING"
+    array = np.asarray(mask)
+    if array.ndim != 1:
+        raise ValueError(f"mask must be 1-D (a HEALPix map or pixel ids), got shape {array.shape}")
+    if array.dtype == bool or (array.size == npix and _is_binary(array)):
+        if array.size != npix:
+            raise ValueError(
+                f"mask has {array.size} entries but a {order} map at nside={nside} has {npix}; "
+                "give a map at the graph's nside (healpy.ud_grade) or an array of pixel ids"
+            )
+        observed = array.astype(bool)
+        if check_ordering:
+            _check_mask_ordering(observed, nside, nest)
+        pixels = np.flatnonzero(observed)
+    else:
+        if not np.issubdtype(array.dtype, np.integer):
+            raise TypeError(
+                f"mask must be a boolean/0-1 map of length {npix} or integer pixel ids, "
+                f"got dtype {array.dtype}"
+            )
+        if array.size and (array.min() < 0 or array.max() >= npix):
+            raise ValueError(
+                f"mask pixel ids must lie in [0, {npix - 1}] for nside={nside}, "
+                f"got range [{array.min()}, {array.max()}]"
+            )
+        pixels = np.unique(array.astype(np.int64))
+        if pixels.size != array.size:
+            raise ValueError("mask pixel ids contain duplicates; pass each pixel once")
+    if pixels.size == 0:
+        raise ValueError("mask keeps no pixel; at least one pixel must be observed")
+    return pixels.astype(np.int64)
+
+
+def _is_binary(array: np.ndarray) -> bool:
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        return False
+    return bool(np.all((array == 0) | (array == 1)))
+
+
+def _check_mask_ordering(observed: np.ndarray, nside: int, nest: bool, samples: int = 20000):
+    """Raise if a boolean map looks far more coherent in the other pixel ordering.
+
+    A sky mask is made of contiguous regions, so few pairs of neighbouring pixels
+    disagree. Read in the wrong ordering (RING data as NEST or the reverse) the same map
+    looks scattered. The check compares the disagreement rate of neighbour pairs in both
+    orderings on a random sample of pixels.
+    """
+    npix = observed.size
+    if nside < 4 or observed.all() or not observed.any():
+        return
+    rng = np.random.default_rng(0)
+    sample = rng.choice(npix, size=min(samples, npix), replace=False)
+    other = hp.reorder(observed.astype(np.int8), n2r=nest, r2n=not nest).astype(bool)
+    rates = []
+    for values, is_nest in ((observed, nest), (other, not nest)):
+        nbr = hp.get_all_neighbours(nside, sample, nest=is_nest)
+        valid = nbr >= 0
+        rates.append(np.mean(values[np.where(valid, nbr, 0)][valid[...]]
+                             != np.broadcast_to(values[sample], nbr.shape)[valid]))
+    given, swapped = rates
+    if given > 0.05 and given > 4 * swapped:
+        this, that = ("NEST", "RING") if nest else ("RING", "NEST")
+        raise ValueError(
+            f"mask looks like a {that}-ordered map given to a {this} graph "
+            f"({given:.0%} of neighbouring pixels disagree, {swapped:.0%} in {that} order); "
+            f"convert it with healpy.reorder(mask, {'r2n' if nest else 'n2r'}=True), "
+            f"pass nest={not nest}, or check_ordering=False if the mask is really scattered"
+        )

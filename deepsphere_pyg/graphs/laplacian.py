@@ -1,0 +1,167 @@
+r"""Graph Laplacians, their largest eigenvalue, and the rescaled Chebyshev operator.
+
+For a weighted adjacency :math:`W` with degrees :math:`D = \mathrm{diag}(W \mathbf{1})`:
+
+* ``normalization=None`` — combinatorial :math:`L = D - W`;
+* ``"sym"`` — symmetric normalised :math:`L = I - D^{-1/2} W D^{-1/2}`;
+* ``"rw"`` — random walk :math:`L = I - D^{-1} W`.
+
+These match :func:`torch_geometric.utils.get_laplacian` (nodes of zero degree get
+:math:`D^{-1} = 0`). The Chebyshev convolution uses the rescaled operator
+:math:`\tilde L = 2L / \lambda_\max - I`, whose spectrum lies in :math:`[-1, 1]`.
+
+Functions taking a :class:`~deepsphere_pyg.graphs.SphereGraph` cache their result on the
+graph, so every layer sharing a graph computes each operator once.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import scipy.sparse
+import scipy.sparse.linalg
+import torch
+
+from .sphere_graph import SphereGraph
+
+NORMALIZATIONS = (None, "sym", "rw")
+
+
+def _check_normalization(normalization: str | None) -> None:
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(
+            f"normalization must be None (combinatorial), 'sym' or 'rw', got {normalization!r}"
+        )
+
+
+def laplacian_scipy(
+    edge_index: torch.Tensor,
+    edge_weight: torch.Tensor | None = None,
+    num_nodes: int | None = None,
+    normalization: str | None = None,
+) -> scipy.sparse.csr_array:
+    """The Laplacian as a float64 scipy CSR array ``[N, N]`` with sorted indices."""
+    _check_normalization(normalization)
+    row, col = edge_index.detach().cpu().numpy()
+    n = int(num_nodes) if num_nodes is not None else int(edge_index.max()) + 1
+    if edge_weight is None:
+        weight = np.ones(row.shape[0])
+    else:
+        weight = edge_weight.detach().cpu().numpy().astype(np.float64)
+    adjacency = scipy.sparse.csr_array(
+        scipy.sparse.coo_array((weight, (row, col)), shape=(n, n))
+    )
+    degree = np.asarray(adjacency.sum(axis=1)).ravel()
+    if normalization is None:
+        lap = scipy.sparse.diags_array(degree) - adjacency
+    else:
+        with np.errstate(divide="ignore"):
+            inv = 1.0 / (np.sqrt(degree) if normalization == "sym" else degree)
+        inv[~np.isfinite(inv)] = 0.0
+        left = scipy.sparse.diags_array(inv)
+        right = left if normalization == "sym" else scipy.sparse.identity(n)
+        lap = scipy.sparse.identity(n) - left @ adjacency @ right
+    lap = scipy.sparse.csr_array(lap)
+    lap.sort_indices()
+    return lap
+
+
+def scipy_to_torch_csr(matrix: scipy.sparse.csr_array, dtype: torch.dtype) -> torch.Tensor:
+    """A scipy CSR array as a ``torch.sparse_csr_tensor`` of the given dtype."""
+    matrix = scipy.sparse.csr_array(matrix)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(matrix.indptr.astype(np.int64)),
+            torch.from_numpy(matrix.indices.astype(np.int64)),
+            torch.from_numpy(matrix.data).to(dtype),
+            size=matrix.shape,
+            check_invariants=False,
+        )
+
+
+def laplacian(graph: SphereGraph, normalization: str | None = "sym") -> torch.Tensor:
+    """Laplacian of ``graph`` as a sparse CSR tensor ``[N, N]``, cached on the graph."""
+    _check_normalization(normalization)
+
+    def compute() -> torch.Tensor:
+        lap = laplacian_scipy(graph.edge_index, graph.edge_weight, graph.num_nodes,
+                              normalization)
+        return scipy_to_torch_csr(lap, graph.edge_weight.dtype).to(graph.edge_weight.device)
+
+    return graph.cached("laplacian", (normalization,), compute)
+
+
+def lambda_max_bound(graph: SphereGraph, normalization: str | None = "sym") -> float:
+    r"""An upper bound of the largest Laplacian eigenvalue (no eigensolver).
+
+    2 for the normalised Laplacians; :math:`\max_{(i,j)} (d_i + d_j)` over edges for the
+    combinatorial one (Anderson & Morley).
+    """
+    _check_normalization(normalization)
+    if normalization is not None:
+        return 2.0
+    degree = graph.degree.double()
+    row, col = graph.edge_index
+    return float((degree[row] + degree[col]).max()) if row.numel() else 0.0
+
+
+def estimate_lambda_max(
+    graph: SphereGraph, normalization: str | None = "sym", tol: float = 1e-4
+) -> float:
+    r"""Largest eigenvalue of the Laplacian by Lanczos iterations, cached on the graph.
+
+    Computed with :func:`scipy.sparse.linalg.eigsh` to relative accuracy ``tol`` and
+    raised by that tolerance so that the result is not below the true value (the
+    rescaled operator must keep its spectrum inside :math:`[-1, 1]`). The random-walk
+    Laplacian has the spectrum of the symmetric one.
+    """
+    _check_normalization(normalization)
+    similar = "sym" if normalization == "rw" else normalization
+
+    def compute() -> float:
+        lap = laplacian_scipy(graph.edge_index, graph.edge_weight, graph.num_nodes, similar)
+        n = lap.shape[0]
+        if n <= 256:
+            value = float(np.linalg.eigvalsh(lap.toarray())[-1])
+        else:
+            v0 = np.random.default_rng(0).standard_normal(n)
+            value = float(scipy.sparse.linalg.eigsh(lap, k=1, which="LA", tol=tol, v0=v0,
+                                                    return_eigenvectors=False)[0])
+        return min(value * (1.0 + tol), lambda_max_bound(graph, normalization))
+
+    return graph.cached("lambda_max", (normalization, tol), compute)
+
+
+def rescaled_laplacian(
+    graph: SphereGraph,
+    normalization: str | None = "sym",
+    lambda_max: float | None = None,
+) -> torch.Tensor:
+    r"""The Chebyshev operator :math:`\tilde L = 2L/\lambda_\max - I` as sparse CSR ``[N, N]``.
+
+    Args:
+        graph: the graph.
+        normalization: Laplacian normalisation (None, ``"sym"``, ``"rw"``).
+        lambda_max: largest eigenvalue used for the rescaling; ``None`` estimates it with
+            :func:`estimate_lambda_max`. (PyG's ``ChebConv`` assumes 2.0 for ``"sym"``.)
+
+    The result is cached on the graph per ``(normalization, lambda_max)``.
+    """
+    _check_normalization(normalization)
+    if lambda_max is None:
+        lambda_max = estimate_lambda_max(graph, normalization)
+    lambda_max = float(lambda_max)
+    if not (np.isfinite(lambda_max) and lambda_max > 0):
+        raise ValueError(f"lambda_max must be positive and finite, got {lambda_max}")
+
+    def compute() -> torch.Tensor:
+        lap = laplacian_scipy(graph.edge_index, graph.edge_weight, graph.num_nodes,
+                              normalization)
+        scaled = (2.0 / lambda_max) * lap - scipy.sparse.identity(lap.shape[0])
+        scaled = scipy.sparse.csr_array(scaled)
+        scaled.sort_indices()
+        return scipy_to_torch_csr(scaled, graph.edge_weight.dtype).to(graph.edge_weight.device)
+
+    return graph.cached("rescaled_laplacian", (normalization, lambda_max), compute)
