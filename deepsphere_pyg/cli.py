@@ -1,0 +1,103 @@
+"""The ``deepsphere-pyg`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+import healpy as hp
+import numpy as np
+import torch
+
+from .graphs import healpix_graph
+from .graphs.chebyshev import chebyshev_filter
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """Build a HEALPix graph and denoise a random sky map with a graph heat filter."""
+    rng = np.random.default_rng(args.seed)
+    start = time.perf_counter()
+    graph = healpix_graph(args.nside, k=args.k)
+    build_s = time.perf_counter() - start
+    stats = graph.statistics()
+    print(f"HEALPix graph nside={args.nside} k={args.k}: {stats['num_nodes']} nodes, "
+          f"{stats['num_edges']} directed edges, {stats['neighbours_min']}-"
+          f"{stats['neighbours_max']} neighbours, t={graph.kernel_width:.5f}, "
+          f"built in {build_s:.2f} s")
+
+    # A smooth sky (power spectrum C_l ~ 1/(l+1)^2 up to lmax=nside) plus white noise.
+    lmax = args.nside
+    ells = np.arange(lmax + 1)
+    cl = 1.0 / (ells + 1.0) ** 2
+    np.random.seed(args.seed)  # healpy.synfast draws from numpy's global generator
+    clean_ring = hp.synfast(cl, args.nside, lmax=lmax, new=True)
+    clean = torch.from_numpy(hp.reorder(clean_ring, r2n=True)).float()
+    noise = torch.from_numpy(rng.standard_normal(clean.shape[0])).float()
+    noisy = clean + args.noise * clean.std() * noise
+
+    start = time.perf_counter()
+    denoised = chebyshev_filter(graph, noisy, lambda lam: np.exp(-args.tau * lam),
+                                order=args.order, normalization=None)
+    filter_s = time.perf_counter() - start
+
+    def rms(error: torch.Tensor) -> float:
+        return float(error.pow(2).mean().sqrt() / clean.pow(2).mean().sqrt())
+
+    print(f"heat filter exp(-{args.tau} L), Chebyshev order {args.order}: "
+          f"{filter_s * 1e3:.1f} ms (includes the one-off Laplacian)")
+    print(f"relative error to the clean map: noisy {rms(noisy - clean):.3f} -> "
+          f"filtered {rms(denoised - clean):.3f}")
+    if args.plot:
+        _plot_maps(args.plot, [clean, noisy, denoised], ["clean", "noisy", "graph-filtered"])
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _plot_maps(path: str, maps: Sequence[torch.Tensor], titles: Sequence[str]) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as error:
+        raise SystemExit("--plot needs matplotlib: pip install 'deepsphere_pyg[plot]'") from error
+    figure = plt.figure(figsize=(4 * len(maps), 3))
+    for index, (values, title) in enumerate(zip(maps, titles, strict=True)):
+        hp.mollview(values.numpy(), nest=True, title=title, fig=figure.number,
+                    sub=(1, len(maps), index + 1), cbar=False)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deepsphere-pyg", description="Graph-based spherical CNNs for PyTorch Geometric."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="build a HEALPix graph and filter a map on it")
+    demo.add_argument("--nside", type=int, default=64, help="HEALPix resolution (default 64)")
+    demo.add_argument("--k", type=int, default=20, help="neighbours per pixel (default 20)")
+    demo.add_argument("--noise", type=float, default=1.0,
+                      help="noise standard deviation relative to the map's (default 1)")
+    demo.add_argument("--tau", type=float, default=0.1,
+                      help="heat-filter diffusion time (default 0.1)")
+    demo.add_argument("--order", type=int, default=30, help="Chebyshev terms (default 30)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--plot", metavar="FILE.png", help="write the three maps (matplotlib)")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, TypeError) as error:
+        print(f"deepsphere-pyg {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
