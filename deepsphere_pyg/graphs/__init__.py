@@ -3,7 +3,7 @@
 from .equivariance import equivariance_error, tune_kernel_width
 from .healpix import healpix_graph
 from .hierarchy import SphereHierarchy
-from .kernels import V2_KERNEL_WIDTHS, heat_kernel, healpix_kernel_width
+from .kernels import V2_KERNEL_WIDTHS, healpix_kernel_width, heat_kernel
 from .laplacian import (
     estimate_lambda_max,
     lambda_max_bound,

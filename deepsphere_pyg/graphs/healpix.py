@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .checks import check_k, check_nside, pixels_from_mask
-from .kernels import heat_kernel, healpix_kernel_width
+from .kernels import healpix_kernel_width, heat_kernel
 from .knn import knn_chord, squared_chord_distance, union_symmetric_edges
 from .sphere_graph import SphereGraph
 
@@ -35,9 +35,9 @@ def healpix_graph(
       directions; weights are :math:`w_{ij} = \exp(-d_{ij}^2 / (4t))` with the tuned
       width :math:`t` of :func:`~deepsphere_pyg.graphs.kernels.healpix_kernel_width`
       (published value, extrapolated outside the published table).
-    * ``kernel="v1"`` (DeepSphere v1): the 8 HEALPix neighbours (7 at the 8 pixels
-      where three base faces meet) from :func:`healpy.get_all_neighbours`, weights
-      :math:`\exp(-d^2 / (2 \overline{d^2}))`, i.e. :math:`t = \overline{d^2} / 2`, the
+    * ``kernel="v1"`` (DeepSphere v1): the 8 HEALPix neighbours (7 for the 24 pixels
+      around the 8 points where only three pixels meet) from
+      :func:`healpy.get_all_neighbours`, weights :math:`\exp(-d^2 / (2 \overline{d^2}))`, i.e. :math:`t = \overline{d^2} / 2`, the
       mean taken over the graph's edges. ``k`` must be 8.
     * ``kernel=t`` (a float): k-NN as for ``"v2"`` with a user-given width :math:`t`.
 

@@ -54,6 +54,19 @@ class SphereGraph(Data):
         )
         self.__dict__["_operator_cache"] = {}
 
+    # ----------------------------------------------------------------- metadata
+    @property
+    def pixels(self) -> torch.Tensor | None:
+        """``[N]`` pixel ids of the nodes on a partial sphere, ``None`` on the full sphere."""
+        return self._store["pixels"] if "pixels" in self._store else None
+
+    @pixels.setter
+    def pixels(self, value: torch.Tensor | None) -> None:
+        if value is None:
+            self._store.pop("pixels", None)
+        else:
+            self._store["pixels"] = value
+
     # ------------------------------------------------------------------ caching
     def cached(self, name: str, args: tuple, compute) -> Any:
         """Return ``compute()`` cached under ``(name, args)`` for the current edges.
@@ -78,7 +91,12 @@ class SphereGraph(Data):
         return out
 
     def __deepcopy__(self, memo):
-        out = super().__deepcopy__(memo)
+        cache = self.__dict__.pop("_operator_cache", None)
+        try:
+            out = super().__deepcopy__(memo)
+        finally:
+            if cache is not None:
+                self.__dict__["_operator_cache"] = cache
         out.__dict__["_operator_cache"] = {}
         return out
 
