@@ -37,8 +37,8 @@ def healpix_graph(
       (published value, extrapolated outside the published table).
     * ``kernel="v1"`` (DeepSphere v1): the 8 HEALPix neighbours (7 for the 24 pixels
       around the 8 points where only three pixels meet) from
-      :func:`healpy.get_all_neighbours`, weights :math:`\exp(-d^2 / (2 \overline{d^2}))`, i.e. :math:`t = \overline{d^2} / 2`, the
-      mean taken over the graph's edges. ``k`` must be 8.
+      :func:`healpy.get_all_neighbours`, weights :math:`\exp(-d^2 / (2 \overline{d^2}))`,
+      i.e. :math:`t = \overline{d^2} / 2`, the mean taken over the graph's edges. ``k`` must be 8.
     * ``kernel=t`` (a float): k-NN as for ``"v2"`` with a user-given width :math:`t`.
 
     **Partial sky.** With ``mask`` the graph holds only the observed pixels: it is the
