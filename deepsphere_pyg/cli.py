@@ -11,7 +11,7 @@ import healpy as hp
 import numpy as np
 import torch
 
-from .graphs import healpix_graph
+from .graphs import harmonic_scale, healpix_graph
 from .graphs.chebyshev import chebyshev_filter
 
 
@@ -24,7 +24,7 @@ def _demo(args: argparse.Namespace) -> int:
     stats = graph.statistics()
     print(f"HEALPix graph nside={args.nside} k={args.k}: {stats['num_nodes']} nodes, "
           f"{stats['num_edges']} directed edges, {stats['neighbours_min']}-"
-          f"{stats['neighbours_max']} neighbours, t={graph.kernel_width:.5f}, "
+          f"{stats['neighbours_max']} neighbours, t={graph.kernel_width:.3g}, "
           f"built in {build_s:.2f} s")
 
     # A smooth sky (power spectrum C_l ~ 1/(l+1)^2 up to lmax=nside) plus white noise.
@@ -37,14 +37,18 @@ def _demo(args: argparse.Namespace) -> int:
     noisy = clean + args.noise * clean.std() * noise
 
     start = time.perf_counter()
-    denoised = chebyshev_filter(graph, noisy, lambda lam: np.exp(-args.tau * lam),
+    # Gaussian-like low-pass exp(-l(l+1)/(ell(ell+1))), mapping degrees to eigenvalues
+    # by lambda_l ~ c l(l+1).
+    ell = float(args.nside if args.ell is None else args.ell)
+    scale = harmonic_scale(graph) * ell * (ell + 1)
+    denoised = chebyshev_filter(graph, noisy, lambda lam: np.exp(-lam / scale),
                                 order=args.order, normalization=None)
     filter_s = time.perf_counter() - start
 
     def rms(error: torch.Tensor) -> float:
         return float(error.pow(2).mean().sqrt() / clean.pow(2).mean().sqrt())
 
-    print(f"heat filter exp(-{args.tau} L), Chebyshev order {args.order}: "
+    print(f"low-pass exp(-L / (c l(l+1))) at l={ell:g}, Chebyshev order {args.order}: "
           f"{filter_s * 1e3:.1f} ms (includes the one-off Laplacian)")
     print(f"relative error to the clean map: noisy {rms(noisy - clean):.3f} -> "
           f"filtered {rms(denoised - clean):.3f}")
@@ -90,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--k", type=int, default=20, help="neighbours per pixel (default 20)")
     demo.add_argument("--noise", type=float, default=1.0,
                       help="noise standard deviation relative to the map's (default 1)")
-    demo.add_argument("--tau", type=float, default=0.1,
-                      help="heat-filter diffusion time (default 0.1)")
+    demo.add_argument("--ell", type=float, default=None,
+                      help="harmonic degree where the heat filter falls to 1/e "
+                           "(default: nside, the band limit of the demo sky)")
     demo.add_argument("--order", type=int, default=30, help="Chebyshev terms (default 30)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--plot", metavar="FILE.png", help="write the three maps (matplotlib)")

@@ -3,9 +3,16 @@
 from .equivariance import equivariance_error, tune_kernel_width
 from .healpix import healpix_graph
 from .hierarchy import SphereHierarchy
-from .kernels import V2_KERNEL_WIDTHS, healpix_kernel_width, heat_kernel
+from .kernels import (
+    V2_KERNEL_WIDTHS,
+    healpix_kernel_sigma,
+    healpix_kernel_width,
+    heat_kernel,
+    sigma_to_t,
+)
 from .laplacian import (
     estimate_lambda_max,
+    harmonic_scale,
     lambda_max_bound,
     laplacian,
     laplacian_scipy,
@@ -20,11 +27,14 @@ __all__ = [
     "equivariance_error",
     "estimate_lambda_max",
     "heat_kernel",
+    "harmonic_scale",
     "healpix_graph",
+    "healpix_kernel_sigma",
     "healpix_kernel_width",
     "lambda_max_bound",
     "laplacian",
     "laplacian_scipy",
     "rescaled_laplacian",
+    "sigma_to_t",
     "tune_kernel_width",
 ]

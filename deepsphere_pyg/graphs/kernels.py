@@ -1,8 +1,9 @@
 r"""Edge-weight recipes: the heat kernel and the tuned kernel widths of DeepSphere v2.
 
 Weights are :math:`w_{ij} = \exp(-d_{ij}^2 / (4t))` with :math:`d_{ij}` the chord distance
-between the unit vectors of nodes ``i`` and ``j`` and :math:`t` the kernel width
-(:math:`t = \sigma^2 / (4 \ln 2)` in the :math:`\sigma` parametrisation of the paper).
+between the unit vectors of nodes ``i`` and ``j`` and :math:`t` the kernel width. DeepSphere
+v2 tabulates the half-width :math:`\sigma` of :math:`\exp(-\ln 2\, d^2 / \sigma^2)` (the
+weight is 1/2 at :math:`d = \sigma`), so :math:`t = \sigma^2 / (4 \ln 2)`.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ import math
 
 import numpy as np
 
-#: Kernel widths ``t`` of DeepSphere v2 (Defferrard et al., ICLR 2020), tuned to minimise
-#: the equivariance error of k-NN HEALPix graphs: ``{k: {nside: t}}``. The k=40 and k=60
-#: entries at nside 512 and 1024 were extrapolated by the authors.
+#: Kernel half-widths :math:`\sigma` of DeepSphere v2 (Defferrard et al., ICLR 2020), tuned
+#: to minimise the equivariance error of k-NN HEALPix graphs: ``{k: {nside: sigma}}``. The
+#: k=40 and k=60 entries at nside 512 and 1024 were extrapolated by the authors.
+#: Convert with :func:`sigma_to_t`. (Read as :math:`\sigma`, the table reproduces the
+#: published errors and the "v1 width is about 3.6 times the optimal one" remark; read as
+#: :math:`t` it gives weights ~100 times too flat; see ``scripts/equivariance_table.py``.)
 V2_KERNEL_WIDTHS: dict[int, dict[int, float]] = {
     8: {32: 0.02500, 64: 0.01228, 128: 0.00614, 256: 0.00307, 512: 0.00154, 1024: 0.00077},
     20: {32: 0.03185, 64: 0.01564, 128: 0.00782, 256: 0.00391, 512: 0.00196, 1024: 0.00098},
@@ -24,6 +28,12 @@ V2_KERNEL_WIDTHS: dict[int, dict[int, float]] = {
 }
 
 
+def sigma_to_t(sigma: float) -> float:
+    r"""Half-width :math:`\sigma` of :math:`\exp(-\ln 2\, d^2/\sigma^2)` -> width
+    :math:`t = \sigma^2 / (4 \ln 2)` of :math:`\exp(-d^2/(4t))`."""
+    return sigma**2 / (4.0 * math.log(2.0))
+
+
 def heat_kernel(dist2: np.ndarray, t: float) -> np.ndarray:
     r"""Heat-kernel weights :math:`\exp(-d^2 / (4t))` of squared distances ``dist2``."""
     if not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
@@ -31,17 +41,17 @@ def heat_kernel(dist2: np.ndarray, t: float) -> np.ndarray:
     return np.exp(-np.asarray(dist2) / (4.0 * t))
 
 
-def healpix_kernel_width(nside: int, k: int) -> float:
-    r"""Heat-kernel width :math:`t` for a k-NN HEALPix graph, following DeepSphere v2.
+def healpix_kernel_sigma(nside: int, k: int) -> float:
+    r"""Kernel half-width :math:`\sigma` for a k-NN HEALPix graph, following DeepSphere v2.
 
     Inside :data:`V2_KERNEL_WIDTHS` the published value is returned. Elsewhere:
 
-    * **nside**: the published widths halve with every doubling of ``nside``
-      (:math:`t \propto 1/n_\mathrm{side}`), so ``t`` is scaled from the nearest tabulated
-      ``nside`` by ``nside_ref / nside``;
-    * **k**: :math:`\log t` is interpolated piecewise linearly in :math:`\log k` between
-      the tabulated ``k`` (8, 20, 40, 60) and extrapolated with the end segments, which
-      matches the slowly growing widths of the table (:math:`t \propto k^{0.25..0.5}`).
+    * **nside**: :math:`\sigma` is proportional to the pixel size, :math:`1/n_\mathrm{side}`
+      (as the table is), so it is scaled from the nearest tabulated ``nside`` by
+      ``nside_ref / nside``;
+    * **k**: :math:`\log \sigma` is interpolated piecewise linearly in :math:`\log k`
+      between the tabulated ``k`` (8, 20, 40, 60) and extrapolated with the end segments
+      (the table grows like :math:`k^{0.25}` to :math:`k^{0.5}`).
 
     For a width tuned to any sampling, see
     :func:`deepsphere_pyg.graphs.equivariance.tune_kernel_width`.
@@ -49,15 +59,22 @@ def healpix_kernel_width(nside: int, k: int) -> float:
     ks = np.array(sorted(V2_KERNEL_WIDTHS), dtype=np.float64)
     nsides = sorted(V2_KERNEL_WIDTHS[8])
     ref = min(nsides, key=lambda s: abs(math.log2(s) - math.log2(nside)))
-    log_t = np.log([V2_KERNEL_WIDTHS[int(kk)][ref] for kk in ks])
+    log_sigma = np.log([V2_KERNEL_WIDTHS[int(kk)][ref] for kk in ks])
     log_k = np.log(ks)
     x = math.log(k)
     if x <= log_k[0]:
-        slope = (log_t[1] - log_t[0]) / (log_k[1] - log_k[0])
-        value = log_t[0] + slope * (x - log_k[0])
+        slope = (log_sigma[1] - log_sigma[0]) / (log_k[1] - log_k[0])
+        value = log_sigma[0] + slope * (x - log_k[0])
     elif x >= log_k[-1]:
-        slope = (log_t[-1] - log_t[-2]) / (log_k[-1] - log_k[-2])
-        value = log_t[-1] + slope * (x - log_k[-1])
+        slope = (log_sigma[-1] - log_sigma[-2]) / (log_k[-1] - log_k[-2])
+        value = log_sigma[-1] + slope * (x - log_k[-1])
     else:
-        value = float(np.interp(x, log_k, log_t))
+        value = float(np.interp(x, log_k, log_sigma))
     return float(math.exp(value) * ref / nside)
+
+
+def healpix_kernel_width(nside: int, k: int) -> float:
+    r"""Heat-kernel width :math:`t = \sigma^2/(4\ln 2)` for a k-NN HEALPix graph, with
+    :math:`\sigma` from :func:`healpix_kernel_sigma` (published, or extrapolated:
+    :math:`t \propto 1/n_\mathrm{side}^2`)."""
+    return sigma_to_t(healpix_kernel_sigma(nside, k))

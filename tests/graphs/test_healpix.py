@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from deepsphere_pyg.graphs import V2_KERNEL_WIDTHS, healpix_graph, healpix_kernel_width
+from deepsphere_pyg.graphs import (
+    V2_KERNEL_WIDTHS,
+    healpix_graph,
+    healpix_kernel_sigma,
+    healpix_kernel_width,
+)
 
 
 def edge_set(graph, pixels=None):
@@ -68,18 +73,26 @@ def test_knn_edges_and_weights_match_a_direct_computation(k):
 
 def test_v2_widths_come_from_the_published_table():
     for k, row in V2_KERNEL_WIDTHS.items():
-        for nside, t in row.items():
-            assert healpix_kernel_width(nside, k) == pytest.approx(t)
-    assert healpix_graph(32, k=20).kernel_width == pytest.approx(0.03185)
+        for nside, sigma in row.items():
+            assert healpix_kernel_sigma(nside, k) == pytest.approx(sigma)
+            assert healpix_kernel_width(nside, k) == pytest.approx(sigma**2 / (4 * np.log(2)))
+    assert healpix_graph(32, k=20).kernel_width == pytest.approx(0.03185**2 / (4 * np.log(2)))
 
 
 def test_widths_are_extrapolated_outside_the_table():
-    # t is proportional to 1/nside along the table's trend, and monotone in k.
-    assert healpix_kernel_width(16, 8) == pytest.approx(2 * 0.025)
-    assert healpix_kernel_width(2048, 20) == pytest.approx(0.00098 / 2)
-    widths = [healpix_kernel_width(32, k) for k in (4, 8, 12, 20, 30, 40, 60, 80)]
-    assert all(a < b for a, b in zip(widths, widths[1:], strict=False))
-    assert V2_KERNEL_WIDTHS[8][32] < healpix_kernel_width(32, 12) < V2_KERNEL_WIDTHS[20][32]
+    # sigma is proportional to 1/nside along the table's trend, and monotone in k.
+    assert healpix_kernel_sigma(16, 8) == pytest.approx(2 * 0.025)
+    assert healpix_kernel_sigma(2048, 20) == pytest.approx(0.00098 / 2)
+    assert healpix_kernel_width(2048, 20) == pytest.approx(healpix_kernel_width(1024, 20) / 4)
+    sigmas = [healpix_kernel_sigma(32, k) for k in (4, 8, 12, 20, 30, 40, 60, 80)]
+    assert all(a < b for a, b in zip(sigmas, sigmas[1:], strict=False))
+    assert V2_KERNEL_WIDTHS[8][32] < healpix_kernel_sigma(32, 12) < V2_KERNEL_WIDTHS[20][32]
+
+
+def test_v1_width_is_about_3_6_times_the_v2_k8_width():
+    """The published remark that ties the table's units: t_v1 ~ 3.6 t_opt at nside 32."""
+    ratio = healpix_graph(32, kernel="v1").kernel_width / healpix_kernel_width(32, 8)
+    assert ratio == pytest.approx(3.6, abs=0.1)
 
 
 def test_v1_graph_uses_the_healpix_neighbours():

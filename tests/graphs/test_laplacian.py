@@ -8,6 +8,7 @@ from torch_geometric.utils import get_laplacian, to_dense_adj
 
 from deepsphere_pyg.graphs import (
     estimate_lambda_max,
+    harmonic_scale,
     healpix_graph,
     lambda_max_bound,
     laplacian,
@@ -91,6 +92,7 @@ def test_low_spectrum_follows_spherical_harmonic_degrees():
     eigenvalues = np.sort(scipy.sparse.linalg.eigsh(lap, k=40, sigma=-1e-3,
                                                     return_eigenvectors=False))
     c = eigenvalues[1:4].mean() / 2.0
+    assert harmonic_scale(graph) == pytest.approx(c, rel=0.01)
     start = 0
     for ell in range(6):
         group = eigenvalues[start:start + 2 * ell + 1]
