@@ -11,7 +11,13 @@ import torch
 
 from .checks import check_k, check_nside, pixels_from_mask
 from .kernels import healpix_kernel_width, heat_kernel
-from .knn import knn_chord, squared_chord_distance, union_symmetric_edges
+from .knn import (
+    index_dtype_for,
+    knn_chord,
+    missing_reverse_entries,
+    neighbour_squared_distance,
+    union_symmetric_weighted,
+)
 from .sphere_graph import SphereGraph
 
 
@@ -83,13 +89,19 @@ def healpix_graph(
     if recipe != "v1":
         check_k(k, num_kept if pixels is None else npix)
 
-    all_pos = np.stack(hp.pix2vec(nside, np.arange(npix), nest=nest), axis=1)
-    neighbours = _neighbour_pixels(nside, k, nest, recipe, all_pos, pixels)
-    if pixels is not None:
-        neighbours = _to_kept_nodes(neighbours, pixels, npix)
+    # The graph is built on the NEST-ordered pixels whatever the ordering asked for, then
+    # relabelled: the RING graph is exactly the NEST graph relabelled (same positions, same
+    # tree, so the same neighbours even where distances tie).
+    nest_pos = _pixel_positions(nside)
+    if nest:
+        node_pixels = pixels  # NEST ids of the nodes (None: all pixels, in order)
+    else:
+        node_pixels = hp.ring2nest(nside, np.arange(npix) if pixels is None else pixels)
+    neighbours, knn_dist2 = _neighbour_pixels(nside, k, recipe, nest_pos, node_pixels)
+    if node_pixels is not None:
+        neighbours = _to_kept_nodes(neighbours, node_pixels, npix)
 
-    row, col = union_symmetric_edges(neighbours)
-    isolated_nodes = np.flatnonzero(np.bincount(row, minlength=num_kept) == 0)
+    isolated_nodes = _isolated_nodes(neighbours)
     if isolated_nodes.size:
         ids = isolated_nodes if pixels is None else pixels[isolated_nodes]
         if isolated == "raise":
@@ -103,16 +115,29 @@ def healpix_graph(
         return healpix_graph(nside, k=k, nest=nest, mask=keep, kernel=kernel,
                              isolated="raise", check_ordering=False, dtype=dtype)
 
-    pos = all_pos if pixels is None else all_pos[pixels]
-    del all_pos
-    dist2 = squared_chord_distance(pos, row, col)
-    if recipe == "v1":
-        t = float(dist2.mean() / 2.0)
-    weight = heat_kernel(dist2, t)
+    pos = nest_pos if node_pixels is None else nest_pos[node_pixels]
+    del nest_pos
+    # Squared distances of the listed neighbours: those of the k-NN search itself, or
+    # computed for the HEALPix neighbours (v1).
+    entry_dist2 = knn_dist2 if recipe != "v1" else neighbour_squared_distance(pos, neighbours)
+    del knn_dist2
+    node_pos = torch.from_numpy(pos).to(dtype)
+    del pos
+    missing = missing_reverse_entries(neighbours, None if recipe == "v1" else entry_dist2)
+    if recipe == "v1":  # t from the mean squared distance over the (symmetrised) edges
+        t = _mean_over_edges(entry_dist2, neighbours, missing) / 2.0
+    assert t is not None  # given (v2, custom) or just computed (v1)
+    # Weights of the entries; the symmetrisation carries them to the edges (w_ij = w_ji
+    # bitwise). What is no longer needed is freed before the edges (the largest arrays)
+    # are allocated.
+    entry_weight = _heat_kernel_blocks(entry_dist2, t, _numpy_float(dtype))
+    del entry_dist2
+    edge_index, weight = union_symmetric_weighted(neighbours, entry_weight, missing=missing)
+    del entry_weight, neighbours
 
     return SphereGraph(
-        pos=torch.from_numpy(pos).to(dtype),
-        edge_index=torch.from_numpy(np.stack([row, col])),
+        pos=node_pos,
+        edge_index=torch.from_numpy(edge_index),
         edge_weight=torch.from_numpy(weight).to(dtype),
         num_nodes=int(num_kept),
         sampling="healpix",
@@ -146,19 +171,77 @@ def _resolve_kernel(kernel: str | float, k: int, nside: int) -> tuple[str, float
     return "custom", float(kernel)
 
 
+def _pixel_positions(nside: int) -> np.ndarray:
+    """Unit vectors ``[12 nside^2, 3]`` (float64) of all pixels in NEST order.
+
+    Filled in blocks, so the temporaries of :func:`healpy.pix2vec` stay small.
+    """
+    npix = hp.nside2npix(nside)
+    pos = np.empty((npix, 3), dtype=np.float64)
+    step = 1 << 20
+    for start in range(0, npix, step):
+        stop = min(start + step, npix)
+        for axis, values in enumerate(hp.pix2vec(nside, np.arange(start, stop), nest=True)):
+            pos[start:stop, axis] = values
+    return pos
+
+
 def _neighbour_pixels(
-    nside: int, k: int, nest: bool, recipe: str, all_pos: np.ndarray, pixels: np.ndarray | None
-) -> np.ndarray:
-    """``[N_kept, k]`` neighbour pixel ids of the kept pixels on the full sky (-1: none)."""
+    nside: int, k: int, recipe: str, nest_pos: np.ndarray, nest_pixels: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Neighbours of the node pixels ``nest_pixels`` (``None``: all) on the full sky.
+
+    Returns NEST pixel ids ``[N, k]`` (-1: none) and, for k-NN recipes, the squared chord
+    distances ``[N, k]`` of the search (``None`` for ``"v1"``).
+    """
     if recipe == "v1":
-        query = np.arange(all_pos.shape[0]) if pixels is None else pixels
-        return np.ascontiguousarray(hp.get_all_neighbours(nside, query, nest=nest).T)
-    index, _ = knn_chord(all_pos, k, query_index=pixels)
-    return index
+        query = np.arange(nest_pos.shape[0]) if nest_pixels is None else nest_pixels
+        neighbours = np.empty((query.size, 8), dtype=index_dtype_for(nest_pos.shape[0]))
+        step = 1 << 20
+        for start in range(0, query.size, step):
+            block = hp.get_all_neighbours(nside, query[start:start + step], nest=True)
+            neighbours[start:start + step] = block.T
+        return neighbours, None
+    return knn_chord(nest_pos, k, query_index=nest_pixels,
+                     index_dtype=index_dtype_for(nest_pos.shape[0]))
+
+
+def _isolated_nodes(neighbours: np.ndarray) -> np.ndarray:
+    """Nodes that neither list a neighbour nor are listed by one (no edge after the union)."""
+    has_edge = (neighbours >= 0).any(axis=1)
+    if has_edge.all():
+        return np.empty(0, dtype=np.int64)
+    has_edge[neighbours[neighbours >= 0]] = True
+    return np.flatnonzero(~has_edge)
+
+
+def _mean_over_edges(
+    entry_values: np.ndarray, neighbours: np.ndarray, missing: tuple[np.ndarray, np.ndarray]
+) -> float:
+    """Mean of per-entry values over the edges of the union graph: every listed entry, and
+    once more every entry whose reverse edge is added (``missing``)."""
+    valid = neighbours >= 0
+    total = entry_values.sum(where=valid, dtype=np.float64) + entry_values[missing].sum()
+    return float(total / (np.count_nonzero(valid) + missing[0].size))
+
+
+def _numpy_float(dtype: torch.dtype) -> type[np.floating]:
+    """The numpy float type of a torch dtype (float64 where numpy has no equivalent)."""
+    return {torch.float16: np.float16, torch.float32: np.float32}.get(dtype, np.float64)
+
+
+def _heat_kernel_blocks(dist2: np.ndarray, t: float, out_dtype: type[np.floating]) -> np.ndarray:
+    """:func:`heat_kernel` of ``dist2`` (computed in float64) stored as ``out_dtype``,
+    in blocks of rows so that no float64 copy of the whole array is made."""
+    out = np.empty(dist2.shape, dtype=out_dtype)
+    step = max(1, (1 << 20) // max(1, dist2.shape[1]))
+    for start in range(0, dist2.shape[0], step):
+        out[start:start + step] = heat_kernel(dist2[start:start + step], t)
+    return out
 
 
 def _to_kept_nodes(neighbours: np.ndarray, pixels: np.ndarray, npix: int) -> np.ndarray:
-    """Replace pixel ids by node ids among ``pixels``; masked or missing neighbours -> -1."""
-    node_of_pixel = np.full(npix, -1, dtype=np.int64)
+    """Replace pixel ids by node ids (node ``i`` is ``pixels[i]``); others and -1 -> -1."""
+    node_of_pixel = np.full(npix, -1, dtype=index_dtype_for(npix))
     node_of_pixel[pixels] = np.arange(pixels.size)
     return np.where(neighbours >= 0, node_of_pixel[np.maximum(neighbours, 0)], -1)
