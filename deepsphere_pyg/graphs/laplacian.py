@@ -35,20 +35,26 @@ def _check_normalization(normalization: str | None) -> None:
         )
 
 
+def _numpy_dtype(dtype: torch.dtype) -> type[np.floating]:
+    """float32 for float32 (and narrower) weights, float64 otherwise."""
+    return np.float32 if dtype in (torch.float32, torch.float16, torch.bfloat16) else np.float64
+
+
 def laplacian_scipy(
     edge_index: torch.Tensor,
     edge_weight: torch.Tensor | None = None,
     num_nodes: int | None = None,
     normalization: str | None = None,
+    dtype: type[np.floating] = np.float64,
 ) -> scipy.sparse.csr_array:
-    """The Laplacian as a float64 scipy CSR array ``[N, N]`` with sorted indices."""
+    """The Laplacian as a scipy CSR array ``[N, N]`` of ``dtype``, with sorted indices."""
     _check_normalization(normalization)
     row, col = edge_index.detach().cpu().numpy()
     n = int(num_nodes) if num_nodes is not None else int(edge_index.max()) + 1
     if edge_weight is None:
-        weight = np.ones(row.shape[0])
+        weight = np.ones(row.shape[0], dtype=dtype)
     else:
-        weight = edge_weight.detach().cpu().numpy().astype(np.float64)
+        weight = edge_weight.detach().cpu().numpy().astype(dtype, copy=False)
     adjacency = scipy.sparse.csr_array(
         scipy.sparse.coo_array((weight, (row, col)), shape=(n, n))
     )
@@ -60,9 +66,9 @@ def laplacian_scipy(
             inv = 1.0 / (np.sqrt(degree) if normalization == "sym" else degree)
         inv[~np.isfinite(inv)] = 0.0
         left = scipy.sparse.diags_array(inv)
-        right = left if normalization == "sym" else scipy.sparse.identity(n)
-        lap = scipy.sparse.identity(n) - left @ adjacency @ right
-    lap = scipy.sparse.csr_array(lap)
+        right = left if normalization == "sym" else scipy.sparse.identity(n, dtype=dtype)
+        lap = scipy.sparse.identity(n, dtype=dtype) - left @ adjacency @ right
+    lap = scipy.sparse.csr_array(lap, dtype=dtype)
     lap.sort_indices()
     return lap
 
@@ -87,7 +93,7 @@ def laplacian(graph: SphereGraph, normalization: str | None = "sym") -> torch.Te
 
     def compute() -> torch.Tensor:
         lap = laplacian_scipy(graph.edge_index, graph.edge_weight, graph.num_nodes,
-                              normalization)
+                              normalization, dtype=_numpy_dtype(graph.edge_weight.dtype))
         return scipy_to_torch_csr(lap, graph.edge_weight.dtype).to(graph.edge_weight.device)
 
     return graph.cached("laplacian", (normalization,), compute)
@@ -126,25 +132,28 @@ def lambda_max_bound(graph: SphereGraph, normalization: str | None = "sym") -> f
 
 
 def estimate_lambda_max(
-    graph: SphereGraph, normalization: str | None = "sym", tol: float = 1e-4
+    graph: SphereGraph, normalization: str | None = "sym", tol: float = 1e-3
 ) -> float:
     r"""Largest eigenvalue of the Laplacian by Lanczos iterations, cached on the graph.
 
-    Computed with :func:`scipy.sparse.linalg.eigsh` to relative accuracy ``tol`` and
-    raised by that tolerance so that the result is not below the true value (the
-    rescaled operator must keep its spectrum inside :math:`[-1, 1]`). The random-walk
-    Laplacian has the spectrum of the symmetric one.
+    Computed with :func:`scipy.sparse.linalg.eigsh` to relative accuracy ``tol`` (in the
+    precision of the graph's weights) and raised by that tolerance so that the result
+    is not below the true value (the rescaled operator must keep its spectrum inside
+    :math:`[-1, 1]`). The random-walk Laplacian has the spectrum of the symmetric one.
+    Cost: about 1.5 s at 786k nodes (nside 256, k=8) on two cores.
     """
     _check_normalization(normalization)
     similar = "sym" if normalization == "rw" else normalization
 
     def compute() -> float:
-        lap = laplacian_scipy(graph.edge_index, graph.edge_weight, graph.num_nodes, similar)
+        precision = _numpy_dtype(graph.edge_weight.dtype)
+        lap = laplacian_scipy(graph.edge_index, graph.edge_weight, graph.num_nodes, similar,
+                              dtype=precision)
         n = lap.shape[0]
         if n <= 256:
-            value = float(np.linalg.eigvalsh(lap.toarray())[-1])
+            value = float(np.linalg.eigvalsh(lap.toarray().astype(np.float64))[-1])
         else:
-            v0 = np.random.default_rng(0).standard_normal(n)
+            v0 = np.random.default_rng(0).standard_normal(n).astype(precision)
             value = float(scipy.sparse.linalg.eigsh(lap, k=1, which="LA", tol=tol, v0=v0,
                                                     return_eigenvectors=False)[0])
         return min(value * (1.0 + tol), lambda_max_bound(graph, normalization))
@@ -176,8 +185,8 @@ def rescaled_laplacian(
 
     def compute() -> torch.Tensor:
         lap = laplacian_scipy(graph.edge_index, graph.edge_weight, graph.num_nodes,
-                              normalization)
-        scaled = (2.0 / lambda_max) * lap - scipy.sparse.identity(lap.shape[0])
+                              normalization, dtype=_numpy_dtype(graph.edge_weight.dtype))
+        scaled = (2.0 / lambda_max) * lap - scipy.sparse.identity(lap.shape[0], dtype=lap.dtype)
         scaled = scipy.sparse.csr_array(scaled)
         scaled.sort_indices()
         return scipy_to_torch_csr(scaled, graph.edge_weight.dtype).to(graph.edge_weight.device)
