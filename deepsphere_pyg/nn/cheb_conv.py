@@ -1,0 +1,222 @@
+"""SphericalChebConv: PyG's ChebConv, with a cached operator and a shared-graph fast path."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.nn import Parameter
+from torch_geometric.nn.dense.linear import Linear
+from torch_geometric.nn.inits import zeros
+from torch_geometric.utils import get_laplacian
+
+from .chebyshev_operator import ChebyshevOperator, chebyshev_operator
+
+
+class _OperatorProduct(torch.autograd.Function):
+    """``matrix @ x`` for a constant sparse ``matrix``; backward ``matrix_t @ grad``."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, matrix: Tensor, matrix_t: Tensor) -> Tensor:  # noqa: D102
+        ctx.matrix_t = matrix_t
+        return matrix @ x
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # noqa: D102
+        return ctx.matrix_t @ grad.contiguous(), None, None
+
+
+class SphericalChebConv(torch.nn.Module):
+    r"""Chebyshev spectral graph convolution (Defferrard et al., 2016), as used by DeepSphere.
+
+    .. math::
+        \mathbf{X}' = \sum_{k=0}^{K-1} T_k(\hat{\mathbf{L}})\, \mathbf{X}\, \mathbf{\Theta}_k
+        + \mathbf{b}, \qquad
+        T_0 = I,\; T_1 = \hat{\mathbf{L}},\;
+        T_k = 2 \hat{\mathbf{L}} T_{k-1} - T_{k-2},
+
+    with :math:`\hat{\mathbf{L}} = 2\mathbf{L}/\lambda_\max - \mathbf{I}` the rescaled graph
+    Laplacian. A drop-in replacement of :class:`torch_geometric.nn.ChebConv`: same
+    constructor, ``forward`` signature, semantics and ``state_dict`` keys
+    (``lins.{k}.weight``, ``bias``), so weights load in either direction.
+
+    Differences, all internal:
+
+    * the operator :math:`\hat{\mathbf{L}}` is built once per graph (per ``edge_index`` /
+      ``edge_weight`` tensor pair, see :mod:`deepsphere_pyg.nn.chebyshev_operator`) and
+      applied as a sparse matrix product, never stored in the module or its checkpoints;
+    * ``x`` may be ``[B, N, F_in]``: ``B`` signals on **one shared graph** (``edge_index``
+      of that graph only, no per-sample copies), returned as ``[B, N, F_out]``.
+
+    If ``edge_weight`` requires a gradient, the operator is rebuilt at every call and
+    applied with differentiable scatter operations, so gradients reach the weights.
+
+    Args:
+        in_channels (int): input features per node :math:`F_{in}`.
+        out_channels (int): output features per node :math:`F_{out}`.
+        K (int): number of Chebyshev terms (filter support: ``K - 1`` hops), ``>= 1``.
+        normalization (str, optional): Laplacian normalisation, ``None``
+            (:math:`L = D - W`), ``"sym"`` (:math:`I - D^{-1/2} W D^{-1/2}`, default) or
+            ``"rw"`` (:math:`I - D^{-1} W`), as in PyG.
+        bias (bool, optional): learn an additive bias (default ``True``).
+
+    Shapes:
+        - **input:** node features :math:`(|\mathcal V|, F_{in})` or shared-graph batches
+          :math:`(B, |\mathcal V|, F_{in})`, edge indices :math:`(2, |\mathcal E|)`, edge
+          weights :math:`(|\mathcal E|)` *(optional)*, batch vector :math:`(|\mathcal V|)`
+          *(optional, 2-D input only)*, ``lambda_max`` a float, 0-d tensor or
+          :math:`(|\mathcal G|)` *(optional; default* :math:`2 \max_{ij} L_{ij}` *as PyG)*.
+        - **output:** :math:`(|\mathcal V|, F_{out})` or :math:`(B, |\mathcal V|, F_{out})`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        K: int,
+        normalization: str | None = "sym",
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        if not isinstance(K, int) or K < 1:
+            raise ValueError(f"K must be an integer >= 1 (number of Chebyshev terms), got {K!r}")
+        if normalization not in (None, "sym", "rw"):
+            raise ValueError(
+                f"normalization must be None, 'sym' or 'rw', got {normalization!r}"
+            )
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.normalization = normalization
+        self.lins = torch.nn.ModuleList([
+            Linear(in_channels, out_channels, bias=False, weight_initializer="glorot")
+            for _ in range(K)
+        ])
+        if bias:
+            self.bias = Parameter(torch.empty(out_channels))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    @property
+    def K(self) -> int:  # noqa: N802 - PyG's name
+        return len(self.lins)
+
+    def reset_parameters(self) -> None:
+        """Glorot-initialise the ``K`` weight matrices and zero the bias (as PyG)."""
+        for lin in self.lins:
+            lin.reset_parameters()
+        zeros(self.bias)
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        x: Tensor,
+        edge_index: Tensor,
+        edge_weight: Tensor | None = None,
+        batch: Tensor | None = None,
+        lambda_max: float | Tensor | None = None,
+    ) -> Tensor:
+        if x.dim() == 3:
+            return self._forward_shared(x, edge_index, edge_weight, batch, lambda_max)
+        if x.dim() != 2:
+            raise ValueError(
+                f"x must be [N, F_in] or [B, N, F_in], got shape {tuple(x.shape)}"
+            )
+        self._check_features(x)
+        num_nodes = x.shape[0]
+        if self._differentiable_weights(edge_weight):
+            apply = self._scatter_operator(edge_index, edge_weight, num_nodes, lambda_max,
+                                           batch, x.dtype)
+        else:
+            apply = self._sparse_operator(edge_index, edge_weight, num_nodes, lambda_max,
+                                          batch, x.dtype)
+        return self._chebyshev(x, apply, lambda t, lin: lin(t))
+
+    def _forward_shared(self, x, edge_index, edge_weight, batch, lambda_max) -> Tensor:
+        """``[B, N, F]`` on one graph: recursion on ``[N, B * F]``, one operator product
+        per term for the whole batch."""
+        if batch is not None:
+            raise ValueError(
+                "batch must be None when x is [B, N, F] (one graph shared by the batch); "
+                "for per-sample graphs pass x as [sum N, F] with a disjoint PyG batch"
+            )
+        if isinstance(lambda_max, Tensor) and lambda_max.numel() != 1:
+            raise ValueError("lambda_max must be a scalar when x is [B, N, F] (one graph)")
+        self._check_features(x)
+        size, num_nodes, features = x.shape
+        if self._differentiable_weights(edge_weight):
+            apply = self._scatter_operator(edge_index, edge_weight, num_nodes, lambda_max,
+                                           None, x.dtype)
+        else:
+            apply = self._sparse_operator(edge_index, edge_weight, num_nodes, lambda_max,
+                                          None, x.dtype)
+        # [B, N, F] -> [N, B * F]: a view when x came out of a previous layer.
+        nodes_first = x.transpose(0, 1).reshape(num_nodes, size * features)
+
+        def combine(t: Tensor, lin: Linear) -> Tensor:
+            return lin(t.view(num_nodes, size, features))
+
+        out = self._chebyshev(nodes_first, apply, combine)  # [N, B, F_out]
+        return out.transpose(0, 1)
+
+    def _chebyshev(self, x: Tensor, apply, combine) -> Tensor:
+        t_prev = x
+        out = combine(t_prev, self.lins[0])
+        if len(self.lins) > 1:
+            t_curr = apply(t_prev)
+            out = out + combine(t_curr, self.lins[1])
+            for lin in self.lins[2:]:
+                t_next = 2.0 * apply(t_curr) - t_prev
+                out = out + combine(t_next, lin)
+                t_prev, t_curr = t_curr, t_next
+        if self.bias is not None:
+            out = out + self.bias
+        return out
+
+    # ---------------------------------------------------------------- operators
+    def _sparse_operator(self, edge_index, edge_weight, num_nodes, lambda_max, batch, dtype):
+        operator: ChebyshevOperator = chebyshev_operator(
+            edge_index, edge_weight, num_nodes, self.normalization, lambda_max, batch, dtype)
+        matrix, matrix_t = operator.matrix, operator.matrix_t
+
+        def apply(h: Tensor) -> Tensor:
+            return _OperatorProduct.apply(h.contiguous(), matrix, matrix_t)
+
+        return apply
+
+    def _scatter_operator(self, edge_index, edge_weight, num_nodes, lambda_max, batch, dtype):
+        """Differentiable in ``edge_weight``: the operator as (index, value) pairs."""
+        index, value = get_laplacian(edge_index, edge_weight, self.normalization, dtype,
+                                     num_nodes)
+        if lambda_max is None:
+            lambda_max = 2.0 * value.max()
+        elif not isinstance(lambda_max, Tensor):
+            lambda_max = torch.tensor(lambda_max, dtype=dtype, device=index.device)
+        lambda_max = lambda_max.to(device=index.device, dtype=dtype)
+        if batch is not None and lambda_max.numel() > 1:
+            lambda_max = lambda_max[batch[index[0]]]
+        value = (2.0 * value) / lambda_max
+        value = value.masked_fill(value == float("inf"), 0)
+        value = value - (index[0] == index[1]).to(dtype)
+        source, target = index
+
+        def apply(h: Tensor) -> Tensor:
+            out = torch.zeros_like(h)
+            return out.index_add(0, target, value.view(-1, 1) * h[source])
+
+        return apply
+
+    @staticmethod
+    def _differentiable_weights(edge_weight: Tensor | None) -> bool:
+        return (edge_weight is not None and edge_weight.requires_grad
+                and torch.is_grad_enabled())
+
+    def _check_features(self, x: Tensor) -> None:
+        if self.in_channels > 0 and x.shape[-1] != self.in_channels:
+            raise ValueError(
+                f"x has {x.shape[-1]} features in its last dimension, but the layer expects "
+                f"in_channels={self.in_channels}"
+            )
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "
+                f"K={len(self.lins)}, normalization={self.normalization})")

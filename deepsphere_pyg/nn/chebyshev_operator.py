@@ -1,0 +1,152 @@
+r"""The rescaled Laplacian that a Chebyshev convolution applies, built once per graph.
+
+:class:`torch_geometric.nn.ChebConv` rebuilds its normalised Laplacian at every forward
+pass. Here the operator
+
+.. math::
+    \hat L = \frac{2 L}{\lambda_\max} - I
+
+is assembled once as a sparse CSR matrix (with :func:`torch_geometric.utils.get_laplacian`,
+so normalisations match PyG bit for bit) and cached, keyed by the identity and in-place
+version of the ``edge_index`` / ``edge_weight`` tensors, so every layer that sees the same
+graph tensors shares one operator, and an edited graph gets a new one.
+
+PyG propagates messages from ``edge_index[0]`` (source) to ``edge_index[1]`` (target), so
+the matrix applied is :math:`M_{ts} = \hat L_{st}`, i.e. :math:`\hat L^\top` (the same for
+the symmetric normalisations, the transpose for ``"rw"``); :class:`ChebyshevOperator` holds
+:math:`M` and :math:`M^\top` (for the backward pass).
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+from torch_geometric.utils import get_laplacian
+
+__all__ = ["ChebyshevOperator", "chebyshev_operator", "clear_operator_cache"]
+
+
+@dataclass(frozen=True)
+class ChebyshevOperator:
+    """The operator ``matrix`` ``[N, N]`` (sparse CSR) applied by the convolution and its
+    transpose ``matrix_t`` (the same object when symmetric)."""
+
+    matrix: torch.Tensor
+    matrix_t: torch.Tensor
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.matrix.shape[0])
+
+
+def _to_csr(index: torch.Tensor, value: torch.Tensor, num_nodes: int) -> torch.Tensor:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        coo = torch.sparse_coo_tensor(index, value, (num_nodes, num_nodes),
+                                      check_invariants=False)
+        return coo.coalesce().to_sparse_csr()
+
+
+def build_chebyshev_operator(
+    edge_index: torch.Tensor,
+    edge_weight: torch.Tensor | None,
+    num_nodes: int,
+    normalization: str | None,
+    lambda_max: float | torch.Tensor | None,
+    batch: torch.Tensor | None,
+    dtype: torch.dtype,
+) -> ChebyshevOperator:
+    r"""Assemble :math:`\hat L^\top` exactly as ``ChebConv.__norm__`` does, as CSR.
+
+    ``lambda_max``: ``None`` (PyG's default: twice the largest Laplacian entry), a scalar,
+    or a tensor ``[num_graphs]`` indexed through ``batch``.
+    """
+    if edge_weight is not None:
+        edge_weight = edge_weight.to(dtype)
+    index, value = get_laplacian(edge_index, edge_weight, normalization, dtype, num_nodes)
+    if lambda_max is None:
+        lambda_max = 2.0 * value.max()
+    elif not isinstance(lambda_max, torch.Tensor):
+        lambda_max = torch.tensor(lambda_max, dtype=dtype, device=index.device)
+    lambda_max = lambda_max.to(device=index.device, dtype=dtype)
+    if batch is not None and lambda_max.numel() > 1:
+        lambda_max = lambda_max[batch[index[0]]]
+    value = (2.0 * value) / lambda_max
+    value.masked_fill_(value == float("inf"), 0)
+    value[index[0] == index[1]] -= 1
+    # Messages flow source (row 0) -> target (row 1): the applied matrix is M[t, s].
+    applied = _to_csr(index.flip(0), value, num_nodes)
+    if normalization == "rw":
+        return ChebyshevOperator(applied, _to_csr(index, value, num_nodes))
+    return ChebyshevOperator(applied, applied)
+
+
+# ---------------------------------------------------------------------------- cache
+_MAX_ENTRIES = 16
+_cache: OrderedDict[tuple, tuple[tuple, ChebyshevOperator]] = OrderedDict()
+_lock = threading.Lock()
+
+
+def _identity(tensor: torch.Tensor | None) -> tuple:
+    if tensor is None:
+        return (None,)
+    return (id(tensor), tensor._version, tensor.data_ptr(), tuple(tensor.shape), tensor.device)
+
+
+def _alive(refs: tuple, tensors: tuple) -> bool:
+    """The cached entry was made from these very tensor objects (not a recycled id)."""
+    return all((ref is None and t is None) or (ref is not None and ref() is t)
+               for ref, t in zip(refs, tensors, strict=True))
+
+
+def chebyshev_operator(
+    edge_index: torch.Tensor,
+    edge_weight: torch.Tensor | None,
+    num_nodes: int,
+    normalization: str | None,
+    lambda_max: float | torch.Tensor | None,
+    batch: torch.Tensor | None,
+    dtype: torch.dtype,
+) -> ChebyshevOperator:
+    """:func:`build_chebyshev_operator`, cached on the identity of the input tensors.
+
+    The cache holds the most recent graphs (16); entries are dropped when a key tensor is
+    garbage-collected or edited in place (its version counter changes).
+    """
+    tensors = (edge_index, edge_weight, batch,
+               lambda_max if isinstance(lambda_max, torch.Tensor) else None)
+    scalar = None if isinstance(lambda_max, torch.Tensor) or lambda_max is None \
+        else float(lambda_max)
+    key = (*(_identity(t) for t in tensors), num_nodes, normalization, scalar,
+           lambda_max is None, dtype)
+    with _lock:
+        entry = _cache.get(key)
+        if entry is not None and _alive(entry[0], tensors):
+            _cache.move_to_end(key)
+            return entry[1]
+    operator = build_chebyshev_operator(edge_index, edge_weight, num_nodes, normalization,
+                                        lambda_max, batch, dtype)
+    refs = tuple(None if t is None else weakref.ref(t) for t in tensors)
+    with _lock:
+        _cache[key] = (refs, operator)
+        while len(_cache) > _MAX_ENTRIES:
+            _cache.popitem(last=False)
+    # Free the operator as soon as the graph's tensors are gone.
+    weakref.finalize(edge_index, _evict, key)
+    return operator
+
+
+def _evict(key: tuple) -> None:
+    with _lock:
+        _cache.pop(key, None)
+
+
+def clear_operator_cache() -> None:
+    """Forget every cached operator (frees their memory)."""
+    with _lock:
+        _cache.clear()
