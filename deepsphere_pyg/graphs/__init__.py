@@ -3,6 +3,7 @@
 from .equivariance import equivariance_error, tune_kernel_width
 from .healpix import healpix_graph
 from .hierarchy import SphereHierarchy
+from .hierarchy_data import HierarchyData, hierarchy_data
 from .kernels import (
     V2_KERNEL_WIDTHS,
     healpix_kernel_sigma,
@@ -21,6 +22,7 @@ from .laplacian import (
 from .sphere_graph import SphereGraph
 
 __all__ = [
+    "HierarchyData",
     "SphereGraph",
     "SphereHierarchy",
     "V2_KERNEL_WIDTHS",
@@ -30,6 +32,7 @@ __all__ = [
     "harmonic_scale",
     "healpix_graph",
     "healpix_kernel_sigma",
+    "hierarchy_data",
     "healpix_kernel_width",
     "lambda_max_bound",
     "laplacian",

@@ -12,17 +12,68 @@ from torch_geometric.utils import get_laplacian
 from .chebyshev_operator import ChebyshevOperator, chebyshev_operator
 
 
-class _OperatorProduct(torch.autograd.Function):
-    """``matrix @ x`` for a constant sparse ``matrix``; backward ``matrix_t @ grad``."""
+class _ChebyshevBasisLinear(torch.autograd.Function):
+    r"""``out = sum_k T_k(M) x W_k^T`` for a constant sparse ``M``, with a fused backward.
+
+    Forward: the recursion :math:`T_k = 2 M T_{k-1} - T_{k-2}` is one sparse ``addmm`` per
+    term, and each term is folded into the output by a dense ``addmm``. Backward: the
+    weight gradients are :math:`G^\top T_k`; the input gradient
+    :math:`\sum_k T_k(M^\top) G W_k` is evaluated by Clenshaw's recurrence
+    :math:`b_k = G W_k + 2 M^\top b_{k+1} - b_{k+2}`, :math:`\nabla x = G W_0 +
+    M^\top b_1 - b_2`, i.e. ``K - 1`` sparse products and no stored intermediate beyond
+    the basis that the weight gradients need.
+
+    ``x`` is ``[N, C]`` (nodes first, ``C = B * F_in``) and is read as ``[N * B, F_in]``
+    by the weights; the output is ``[N * B, F_out]``.
+    """
 
     @staticmethod
-    def forward(ctx, x: Tensor, matrix: Tensor, matrix_t: Tensor) -> Tensor:  # noqa: D102
+    def forward(ctx, x: Tensor, matrix: Tensor, matrix_t: Tensor, *weights: Tensor) -> Tensor:
+        features = weights[0].shape[1]
+        rows = x.numel() // features
+        basis = [x]
+        out = torch.mm(x.view(rows, features), weights[0].t())
+        if len(weights) > 1:
+            basis.append(torch.mm(matrix, x))
+            out.addmm_(basis[1].view(rows, features), weights[1].t())
+        for weight in weights[2:]:
+            basis.append(torch.addmm(basis[-2], matrix, basis[-1], beta=-1, alpha=2))
+            out.addmm_(basis[-1].view(rows, features), weight.t())
+        ctx.save_for_backward(*basis, *weights)
         ctx.matrix_t = matrix_t
-        return matrix @ x
+        return out
 
     @staticmethod
-    def backward(ctx, grad: Tensor):  # noqa: D102
-        return ctx.matrix_t @ grad.contiguous(), None, None
+    def backward(ctx, grad_out: Tensor):
+        saved = ctx.saved_tensors
+        order = len(saved) // 2
+        basis, weights = saved[:order], saved[order:]
+        x = basis[0]
+        features = weights[0].shape[1]
+        rows = x.numel() // features
+        grad_out = grad_out.contiguous()
+        grad_weights = [
+            grad_out.t().mm(term.view(rows, features)) if ctx.needs_input_grad[3 + k]
+            else None
+            for k, term in enumerate(basis)
+        ]
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            matrix_t = ctx.matrix_t
+            b_next = b_next2 = None  # b_{k+1}, b_{k+2}
+            for k in range(order - 1, 0, -1):
+                b_k = torch.mm(grad_out, weights[k]).view_as(x)
+                if b_next2 is not None:
+                    b_k = b_k.sub_(b_next2)
+                if b_next is not None:
+                    b_k = torch.addmm(b_k, matrix_t, b_next, alpha=2)
+                b_next2, b_next = b_next, b_k
+            grad_x = torch.mm(grad_out, weights[0]).view_as(x)
+            if b_next is not None:
+                grad_x = torch.addmm(grad_x, matrix_t, b_next)
+            if b_next2 is not None:
+                grad_x = grad_x.sub_(b_next2)
+        return (grad_x, None, None, *grad_weights)
 
 
 class SphericalChebConv(torch.nn.Module):
@@ -79,6 +130,11 @@ class SphericalChebConv(torch.nn.Module):
         super().__init__()
         if not isinstance(K, int) or K < 1:
             raise ValueError(f"K must be an integer >= 1 (number of Chebyshev terms), got {K!r}")
+        if not isinstance(in_channels, int) or in_channels < 1:
+            raise ValueError(
+                f"in_channels must be an integer >= 1, got {in_channels!r} (lazy shapes, "
+                "PyG's -1, are not supported)"
+            )
         if normalization not in (None, "sym", "rw"):
             raise ValueError(
                 f"normalization must be None, 'sym' or 'rw', got {normalization!r}"
@@ -126,10 +182,9 @@ class SphericalChebConv(torch.nn.Module):
         if self._differentiable_weights(edge_weight):
             apply = self._scatter_operator(edge_index, edge_weight, num_nodes, lambda_max,
                                            batch, x.dtype)
-        else:
-            apply = self._sparse_operator(edge_index, edge_weight, num_nodes, lambda_max,
-                                          batch, x.dtype)
-        return self._chebyshev(x, apply, lambda t, lin: lin(t))
+            return self._chebyshev(x, apply, lambda t, lin: lin(t))
+        out = self._fused(x, edge_index, edge_weight, num_nodes, lambda_max, batch)
+        return out if self.bias is None else out + self.bias
 
     def _forward_shared(self, x, edge_index, edge_weight, batch, lambda_max) -> Tensor:
         """``[B, N, F]`` on one graph: recursion on ``[N, B * F]``, one operator product
@@ -143,20 +198,21 @@ class SphericalChebConv(torch.nn.Module):
             raise ValueError("lambda_max must be a scalar when x is [B, N, F] (one graph)")
         self._check_features(x)
         size, num_nodes, features = x.shape
+        # [B, N, F] -> [N, B * F]: a view when x came out of a previous layer.
+        nodes_first = x.transpose(0, 1).reshape(num_nodes, size * features)
         if self._differentiable_weights(edge_weight):
             apply = self._scatter_operator(edge_index, edge_weight, num_nodes, lambda_max,
                                            None, x.dtype)
-        else:
-            apply = self._sparse_operator(edge_index, edge_weight, num_nodes, lambda_max,
-                                          None, x.dtype)
-        # [B, N, F] -> [N, B * F]: a view when x came out of a previous layer.
-        nodes_first = x.transpose(0, 1).reshape(num_nodes, size * features)
 
-        def combine(t: Tensor, lin: Linear) -> Tensor:
-            return lin(t.view(num_nodes, size, features))
+            def combine(t: Tensor, lin: Linear) -> Tensor:
+                return lin(t.view(num_nodes, size, features))
 
-        out = self._chebyshev(nodes_first, apply, combine)  # [N, B, F_out]
-        return out.transpose(0, 1)
+            out = self._chebyshev(nodes_first, apply, combine)  # [N, B, F_out]
+            return out.transpose(0, 1)
+        out = self._fused(nodes_first, edge_index, edge_weight, num_nodes, lambda_max, None)
+        if self.bias is not None:
+            out = out + self.bias
+        return out.view(num_nodes, size, -1).transpose(0, 1)
 
     def _chebyshev(self, x: Tensor, apply, combine) -> Tensor:
         t_prev = x
@@ -173,15 +229,14 @@ class SphericalChebConv(torch.nn.Module):
         return out
 
     # ---------------------------------------------------------------- operators
-    def _sparse_operator(self, edge_index, edge_weight, num_nodes, lambda_max, batch, dtype):
+    def _fused(self, x, edge_index, edge_weight, num_nodes, lambda_max, batch) -> Tensor:
+        """The cached sparse operator and the fused basis/weights product: ``[N * B, F_out]``
+        for ``x`` of shape ``[N, B * F_in]``."""
         operator: ChebyshevOperator = chebyshev_operator(
-            edge_index, edge_weight, num_nodes, self.normalization, lambda_max, batch, dtype)
-        matrix, matrix_t = operator.matrix, operator.matrix_t
-
-        def apply(h: Tensor) -> Tensor:
-            return _OperatorProduct.apply(h.contiguous(), matrix, matrix_t)
-
-        return apply
+            edge_index, edge_weight, num_nodes, self.normalization, lambda_max, batch, x.dtype)
+        weights = [lin.weight for lin in self.lins]
+        return _ChebyshevBasisLinear.apply(x.contiguous(), operator.matrix, operator.matrix_t,
+                                           *weights)
 
     def _scatter_operator(self, edge_index, edge_weight, num_nodes, lambda_max, batch, dtype):
         """Differentiable in ``edge_weight``: the operator as (index, value) pairs."""
@@ -211,7 +266,7 @@ class SphericalChebConv(torch.nn.Module):
                 and torch.is_grad_enabled())
 
     def _check_features(self, x: Tensor) -> None:
-        if self.in_channels > 0 and x.shape[-1] != self.in_channels:
+        if x.shape[-1] != self.in_channels:
             raise ValueError(
                 f"x has {x.shape[-1]} features in its last dimension, but the layer expects "
                 f"in_channels={self.in_channels}"

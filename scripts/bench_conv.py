@@ -1,0 +1,207 @@
+#!/usr/bin/env python
+"""Benchmark: SphericalChebConv against torch_geometric's ChebConv on HEALPix graphs.
+
+Prints, for each configuration, forward+backward time of PyG's ``ChebConv`` fed the
+equivalent disjoint batch (B copies of the graph) and of ``SphericalChebConv`` on
+``[B, N, F]`` with one shared graph, and their ratio, all measured in the same run;
+then the time of one operator product (``[N, N] @ [N, C]``) with each available kernel
+against scipy's CSR product on the same matrix; optionally (``--memory``) the peak memory
+of a forward+backward pass at nside 1024 in a fresh process.
+
+Usage::
+
+    python scripts/bench_conv.py                       # nside 128 (B=4, 32 ch) and 256 (16 ch)
+    python scripts/bench_conv.py --memory --output results/bench_conv.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+
+import scipy
+import scipy.sparse
+import torch
+import torch_geometric
+from torch_geometric.nn import ChebConv
+
+from deepsphere_pyg.graphs import healpix_graph
+from deepsphere_pyg.nn import SphericalChebConv, chebyshev_operator, clear_operator_cache
+
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+
+
+def timed(step, repeat: int) -> list[float]:
+    """Wall times (s) of ``repeat`` calls of ``step`` after one warm-up call."""
+    step()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def forward_backward(layer, x, *args):
+    def step():
+        layer.zero_grad(set_to_none=True)
+        x.grad = None
+        layer(x, *args).square().mean().backward()
+
+    return step
+
+
+def disjoint_batch(edge_index: torch.Tensor, num_nodes: int, size: int) -> torch.Tensor:
+    """``size`` copies of the graph with node offsets, as PyG's batching makes them."""
+    offsets = torch.arange(size).repeat_interleave(edge_index.shape[1]) * num_nodes
+    return edge_index.repeat(1, size) + offsets
+
+
+def conv_case(nside: int, k: int, size: int, channels: int, order: int, repeat: int) -> dict:
+    graph = healpix_graph(nside, k=k)
+    n = graph.num_nodes
+    torch.manual_seed(0)
+    reference = ChebConv(channels, channels, K=order)
+    ours = SphericalChebConv(channels, channels, K=order)
+    ours.load_state_dict(reference.state_dict())
+
+    x_shared = torch.randn(size, n, channels, requires_grad=True)
+    x_disjoint = x_shared.detach().reshape(size * n, channels).clone().requires_grad_()
+    batch_index = disjoint_batch(graph.edge_index, n, size)
+    batch_weight = graph.edge_weight.repeat(size)
+
+    clear_operator_cache()
+    start = time.perf_counter()
+    chebyshev_operator(graph.edge_index, graph.edge_weight, n, "sym", None, None,
+                       torch.float32)
+    operator_s = time.perf_counter() - start
+    with torch.no_grad():  # same outputs before timing anything
+        difference = (ours(x_shared, graph.edge_index, graph.edge_weight).reshape(size * n, -1)
+                      - reference(x_disjoint, batch_index, batch_weight)).abs().max().item()
+    pyg = timed(forward_backward(reference, x_disjoint, batch_index, batch_weight), repeat)
+    mine = timed(forward_backward(ours, x_shared, graph.edge_index, graph.edge_weight), repeat)
+    return {
+        "nside": nside, "nodes": n, "k": k, "B": size, "channels": channels, "K": order,
+        "pyg_s": statistics.median(pyg), "ours_s": statistics.median(mine),
+        "speedup": statistics.median(pyg) / statistics.median(mine),
+        "operator_build_s": operator_s, "max_abs_difference": difference,
+    }
+
+
+def product_case(nside: int, k: int, columns: int, repeat: int) -> dict:
+    """One operator product with each kernel, against scipy CSR on the same matrix."""
+    graph = healpix_graph(nside, k=k)
+    n = graph.num_nodes
+    matrix = chebyshev_operator(graph.edge_index, graph.edge_weight, n, "sym", None, None,
+                                torch.float32).matrix
+    reference = scipy.sparse.csr_array(
+        (matrix.values().numpy(), matrix.col_indices().numpy(),
+         matrix.crow_indices().numpy()), shape=(n, n))
+    dense = torch.randn(n, columns)
+    dense_np = dense.numpy()
+    result = {"nside": nside, "nodes": n, "columns": columns}
+    result["scipy_s"] = statistics.median(timed(lambda: reference @ dense_np, repeat))
+    kernels = {"torch_csr_int64": matrix,
+               "torch_csr_int32": torch.sparse_csr_tensor(
+                   matrix.crow_indices().int(), matrix.col_indices().int(), matrix.values(),
+                   size=matrix.shape)}
+    for name, operator in kernels.items():
+        result[f"{name}_s"] = statistics.median(timed(lambda op=operator: op @ dense, repeat))
+        result[f"{name}_ratio"] = result[f"{name}_s"] / result["scipy_s"]
+    return result
+
+
+def memory_child(nside: int, k: int, channels: int, order: int) -> None:
+    graph = healpix_graph(nside, k=k)
+    after_graph = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    layer = SphericalChebConv(channels, channels, K=order)
+    x = torch.randn(1, graph.num_nodes, channels, requires_grad=True)
+    start = time.perf_counter()
+    layer(x, graph.edge_index, graph.edge_weight).square().mean().backward()
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    print(json.dumps({"nside": nside, "nodes": graph.num_nodes, "channels": channels,
+                      "K": order, "peak_rss_gb": peak, "after_graph_gb": after_graph,
+                      "first_forward_backward_s": seconds}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--k", type=int, default=8)
+    parser.add_argument("--memory", action="store_true",
+                        help="also measure nside 1024, B=1, 16->16, K=5 in a fresh process")
+    parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--output", help="also write the Markdown report to this file")
+    args = parser.parse_args(argv)
+    if args.memory_child:
+        memory_child(1024, args.k, 16, 5)
+        return 0
+
+    command = shlex.join(["python", "scripts/bench_conv.py",
+                          *(sys.argv[1:] if argv is None else argv)])
+    lines = [
+        "### SphericalChebConv vs torch_geometric ChebConv",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), torch_geometric {torch_geometric.__version__}, "
+        f"scipy {scipy.__version__}  ",
+        f"Median of {args.repeat} timed calls after a warm-up; ChebConv gets the disjoint "
+        "batch (B copies of the graph), SphericalChebConv `[B, N, F]` and one graph.",
+        "",
+        "| nside | nodes | B | channels | K | PyG ChebConv fwd+bwd (s) | ours (s) | speed-up "
+        "| max abs difference | operator build (s, once) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for nside, size, channels in ((128, 4, 32), (256, 4, 16)):
+        case = conv_case(nside, args.k, size, channels, 6, args.repeat)
+        print(case, flush=True)
+        lines.append(
+            f"| {nside} | {case['nodes']:,} | {size} | {channels} | 6 | {case['pyg_s']:.3f} | "
+            f"{case['ours_s']:.3f} | **{case['speedup']:.1f}x** | "
+            f"{case['max_abs_difference']:.1e} | {case['operator_build_s']:.2f} |")
+
+    lines += ["", "One operator product `[N, N] @ [N, C]` (time ratio to scipy CSR, one thread):",
+              "", "| nside | C | scipy CSR (ms) | torch CSR int64 (ms, ratio) "
+              "| torch CSR int32 (ms, ratio) |", "|---|---:|---:|---:|---:|"]
+    for nside, columns in ((256, 16), (256, 64), (128, 128)):
+        case = product_case(nside, args.k, columns, max(args.repeat, 5))
+        print(case, flush=True)
+        lines.append(
+            f"| {nside} | {columns} | {case['scipy_s'] * 1e3:.1f} | "
+            f"{case['torch_csr_int64_s'] * 1e3:.1f} ({case['torch_csr_int64_ratio']:.2f}) | "
+            f"{case['torch_csr_int32_s'] * 1e3:.1f} ({case['torch_csr_int32_ratio']:.2f}) |")
+
+    if args.memory:
+        out = subprocess.run([sys.executable, __file__, "--memory-child", "--k", str(args.k)],
+                             capture_output=True, text=True, check=True)
+        memory = json.loads(out.stdout.strip().splitlines()[-1])
+        print(memory, flush=True)
+        lines += ["", f"nside 1024 ({memory['nodes']:,} nodes), B=1, 16->16, K=5, first "
+                  f"forward+backward (includes building the operator): "
+                  f"{memory['first_forward_backward_s']:.1f} s; peak RSS of the process "
+                  f"{memory['peak_rss_gb']:.2f} GB (of which graph build "
+                  f"{memory['after_graph_gb']:.2f} GB)."]
+
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.output:
+        tmp = f"{args.output}.tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
