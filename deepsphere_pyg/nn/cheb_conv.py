@@ -7,9 +7,12 @@ from torch import Tensor
 from torch.nn import Parameter
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import zeros
-from torch_geometric.utils import get_laplacian
 
-from .chebyshev_operator import ChebyshevOperator, chebyshev_operator
+from .chebyshev_operator import (
+    ChebyshevOperator,
+    chebyshev_operator,
+    rescaled_laplacian_entries,
+)
 
 
 class _ChebyshevBasisLinear(torch.autograd.Function):
@@ -240,18 +243,8 @@ class SphericalChebConv(torch.nn.Module):
 
     def _scatter_operator(self, edge_index, edge_weight, num_nodes, lambda_max, batch, dtype):
         """Differentiable in ``edge_weight``: the operator as (index, value) pairs."""
-        index, value = get_laplacian(edge_index, edge_weight, self.normalization, dtype,
-                                     num_nodes)
-        if lambda_max is None:
-            lambda_max = 2.0 * value.max()
-        elif not isinstance(lambda_max, Tensor):
-            lambda_max = torch.tensor(lambda_max, dtype=dtype, device=index.device)
-        lambda_max = lambda_max.to(device=index.device, dtype=dtype)
-        if batch is not None and lambda_max.numel() > 1:
-            lambda_max = lambda_max[batch[index[0]]]
-        value = (2.0 * value) / lambda_max
-        value = value.masked_fill(value == float("inf"), 0)
-        value = value - (index[0] == index[1]).to(dtype)
+        index, value = rescaled_laplacian_entries(edge_index, edge_weight, num_nodes,
+                                                  self.normalization, lambda_max, batch, dtype)
         source, target = index
 
         def apply(h: Tensor) -> Tensor:

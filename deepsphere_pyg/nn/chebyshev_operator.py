@@ -52,7 +52,7 @@ def _to_csr(index: torch.Tensor, value: torch.Tensor, num_nodes: int) -> torch.T
         return coo.coalesce().to_sparse_csr()
 
 
-def build_chebyshev_operator(
+def rescaled_laplacian_entries(
     edge_index: torch.Tensor,
     edge_weight: torch.Tensor | None,
     num_nodes: int,
@@ -60,8 +60,9 @@ def build_chebyshev_operator(
     lambda_max: float | torch.Tensor | None,
     batch: torch.Tensor | None,
     dtype: torch.dtype,
-) -> ChebyshevOperator:
-    r"""Assemble :math:`\hat L^\top` exactly as ``ChebConv.__norm__`` does, as CSR.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Entries ``(index [2, E'], value [E'])`` of :math:`2L/\lambda_\max - I`, computed as
+    ``ChebConv.__norm__`` does (self loops included), differentiable in ``edge_weight``.
 
     ``lambda_max``: ``None`` (PyG's default: twice the largest Laplacian entry), a scalar,
     or a tensor ``[num_graphs]`` indexed through ``batch``.
@@ -77,8 +78,23 @@ def build_chebyshev_operator(
     if batch is not None and lambda_max.numel() > 1:
         lambda_max = lambda_max[batch[index[0]]]
     value = (2.0 * value) / lambda_max
-    value.masked_fill_(value == float("inf"), 0)
-    value[index[0] == index[1]] -= 1
+    value = value.masked_fill(value == float("inf"), 0)
+    return index, value - (index[0] == index[1]).to(dtype)
+
+
+def build_chebyshev_operator(
+    edge_index: torch.Tensor,
+    edge_weight: torch.Tensor | None,
+    num_nodes: int,
+    normalization: str | None,
+    lambda_max: float | torch.Tensor | None,
+    batch: torch.Tensor | None,
+    dtype: torch.dtype,
+) -> ChebyshevOperator:
+    r"""Assemble the operator of :func:`rescaled_laplacian_entries` as CSR matrices."""
+    with torch.no_grad():
+        index, value = rescaled_laplacian_entries(edge_index, edge_weight, num_nodes,
+                                                  normalization, lambda_max, batch, dtype)
     # Messages flow source (row 0) -> target (row 1): the applied matrix is M[t, s].
     applied = _to_csr(index.flip(0), value, num_nodes)
     if normalization == "rw":
