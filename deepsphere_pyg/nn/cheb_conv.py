@@ -31,19 +31,19 @@ class _ChebyshevBasisLinear(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, matrix: Tensor, matrix_t: Tensor, *weights: Tensor) -> Tensor:
+    def forward(ctx, x: Tensor, operator: ChebyshevOperator, *weights: Tensor) -> Tensor:
         features = weights[0].shape[1]
         rows = x.numel() // features
         basis = [x]
         out = torch.mm(x.view(rows, features), weights[0].t())
         if len(weights) > 1:
-            basis.append(torch.mm(matrix, x))
+            basis.append(operator.mm(x))
             out.addmm_(basis[1].view(rows, features), weights[1].t())
         for weight in weights[2:]:
-            basis.append(torch.addmm(basis[-2], matrix, basis[-1], beta=-1, alpha=2))
+            basis.append(operator.addmm(basis[-2], basis[-1], beta=-1, alpha=2))
             out.addmm_(basis[-1].view(rows, features), weight.t())
         ctx.save_for_backward(*basis, *weights)
-        ctx.matrix_t = matrix_t
+        ctx.operator = operator
         return out
 
     @staticmethod
@@ -56,27 +56,27 @@ class _ChebyshevBasisLinear(torch.autograd.Function):
         rows = x.numel() // features
         grad_out = grad_out.contiguous()
         grad_weights = [
-            grad_out.t().mm(term.view(rows, features)) if ctx.needs_input_grad[3 + k]
+            grad_out.t().mm(term.view(rows, features)) if ctx.needs_input_grad[2 + k]
             else None
             for k, term in enumerate(basis)
         ]
         grad_x = None
         if ctx.needs_input_grad[0]:
-            matrix_t = ctx.matrix_t
+            operator = ctx.operator
             b_next = b_next2 = None  # b_{k+1}, b_{k+2}
             for k in range(order - 1, 0, -1):
                 b_k = torch.mm(grad_out, weights[k]).view_as(x)
                 if b_next2 is not None:
                     b_k = b_k.sub_(b_next2)
                 if b_next is not None:
-                    b_k = torch.addmm(b_k, matrix_t, b_next, alpha=2)
+                    b_k = operator.addmm(b_k, b_next, alpha=2, transpose=True)
                 b_next2, b_next = b_next, b_k
             grad_x = torch.mm(grad_out, weights[0]).view_as(x)
             if b_next is not None:
-                grad_x = torch.addmm(grad_x, matrix_t, b_next)
+                grad_x = operator.addmm(grad_x, b_next, transpose=True)
             if b_next2 is not None:
                 grad_x = grad_x.sub_(b_next2)
-        return (grad_x, None, None, *grad_weights)
+        return (grad_x, None, *grad_weights)
 
 
 class SphericalChebConv(torch.nn.Module):
@@ -238,8 +238,7 @@ class SphericalChebConv(torch.nn.Module):
         operator: ChebyshevOperator = chebyshev_operator(
             edge_index, edge_weight, num_nodes, self.normalization, lambda_max, batch, x.dtype)
         weights = [lin.weight for lin in self.lins]
-        return _ChebyshevBasisLinear.apply(x.contiguous(), operator.matrix, operator.matrix_t,
-                                           *weights)
+        return _ChebyshevBasisLinear.apply(x.contiguous(), operator, *weights)
 
     def _scatter_operator(self, edge_index, edge_weight, num_nodes, lambda_max, batch, dtype):
         """Differentiable in ``edge_weight``: the operator as (index, value) pairs."""

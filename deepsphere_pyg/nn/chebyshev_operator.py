@@ -25,23 +25,83 @@ import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import scipy.sparse
 import torch
 from torch_geometric.utils import get_laplacian
 
-__all__ = ["ChebyshevOperator", "chebyshev_operator", "clear_operator_cache"]
+__all__ = [
+    "ChebyshevOperator",
+    "chebyshev_operator",
+    "clear_operator_cache",
+    "get_cpu_kernel",
+    "set_cpu_kernel",
+]
+
+
+#: Kernel of the sparse products on CPU: ``"scipy"`` (scipy's CSR product on zero-copy
+#: views, the fastest measured on CPU for the 16-128 columns of a batch, see
+#: ``scripts/bench_conv.py``) or ``"torch"`` (``torch.sparse`` CSR). CUDA always uses torch.
+CPU_KERNELS = ("scipy", "torch")
+_cpu_kernel = "scipy"
+
+
+def set_cpu_kernel(name: str) -> None:
+    """Choose the CPU sparse-product kernel, ``"scipy"`` (default) or ``"torch"``."""
+    global _cpu_kernel
+    if name not in CPU_KERNELS:
+        raise ValueError(f"CPU kernel must be one of {CPU_KERNELS}, got {name!r}")
+    _cpu_kernel = name
+
+
+def get_cpu_kernel() -> str:
+    """The CPU sparse-product kernel in use."""
+    return _cpu_kernel
 
 
 @dataclass(frozen=True)
 class ChebyshevOperator:
     """The operator ``matrix`` ``[N, N]`` (sparse CSR) applied by the convolution and its
-    transpose ``matrix_t`` (the same object when symmetric)."""
+    transpose ``matrix_t`` (the same object when symmetric), with scipy views of both on
+    CPU. :meth:`mm` and :meth:`addmm` compute ``M @ x`` and ``beta * c + alpha * M @ x``
+    (``transpose=True``: with ``M^T``)."""
 
     matrix: torch.Tensor
     matrix_t: torch.Tensor
+    scipy_matrix: scipy.sparse.csr_array | None = None
+    scipy_matrix_t: scipy.sparse.csr_array | None = None
 
     @property
     def num_nodes(self) -> int:
         return int(self.matrix.shape[0])
+
+    def _use_scipy(self, x: torch.Tensor) -> bool:
+        return (_cpu_kernel == "scipy" and self.scipy_matrix is not None
+                and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64))
+
+    def mm(self, x: torch.Tensor, transpose: bool = False) -> torch.Tensor:
+        if self._use_scipy(x):
+            matrix = self.scipy_matrix_t if transpose else self.scipy_matrix
+            return torch.from_numpy(matrix @ x.detach().contiguous().numpy())
+        return torch.mm(self.matrix_t if transpose else self.matrix, x)
+
+    def addmm(self, c: torch.Tensor, x: torch.Tensor, beta: float = 1.0, alpha: float = 1.0,
+              transpose: bool = False) -> torch.Tensor:
+        if self._use_scipy(x):
+            out = self.mm(x, transpose)
+            if alpha != 1.0:
+                out.mul_(alpha)
+            return out.add_(c, alpha=beta)
+        matrix = self.matrix_t if transpose else self.matrix
+        return torch.addmm(c, matrix, x, beta=beta, alpha=alpha)
+
+
+def _scipy_view(matrix: torch.Tensor) -> scipy.sparse.csr_array | None:
+    """A scipy CSR array sharing the memory of a CPU CSR tensor (``None`` elsewhere)."""
+    if matrix.device.type != "cpu" or matrix.dtype not in (torch.float32, torch.float64):
+        return None
+    return scipy.sparse.csr_array(
+        (matrix.values().numpy(), matrix.col_indices().numpy(),
+         matrix.crow_indices().numpy()), shape=tuple(matrix.shape), copy=False)
 
 
 def _to_csr(index: torch.Tensor, value: torch.Tensor, num_nodes: int) -> torch.Tensor:
@@ -97,9 +157,10 @@ def build_chebyshev_operator(
                                                   normalization, lambda_max, batch, dtype)
     # Messages flow source (row 0) -> target (row 1): the applied matrix is M[t, s].
     applied = _to_csr(index.flip(0), value, num_nodes)
-    if normalization == "rw":
-        return ChebyshevOperator(applied, _to_csr(index, value, num_nodes))
-    return ChebyshevOperator(applied, applied)
+    transposed = _to_csr(index, value, num_nodes) if normalization == "rw" else applied
+    view = _scipy_view(applied)
+    view_t = view if transposed is applied else _scipy_view(transposed)
+    return ChebyshevOperator(applied, transposed, view, view_t)
 
 
 # ---------------------------------------------------------------------------- cache

@@ -176,3 +176,26 @@ def test_bad_arguments(graph):
         conv(torch.randn(192, 4), graph.edge_index)
     with pytest.raises(ValueError, match="batch must be None when x is"):
         conv(torch.randn(2, 192, 5), graph.edge_index, batch=torch.zeros(192, dtype=torch.long))
+
+
+@pytest.mark.parametrize("normalization", NORMALIZATIONS)
+def test_cpu_kernels_agree(graph, normalization):
+    from deepsphere_pyg.nn.chebyshev_operator import get_cpu_kernel, set_cpu_kernel
+
+    conv = SphericalChebConv(5, 3, K=4, normalization=normalization)
+    x = torch.randn(2, 192, 5, requires_grad=True)
+    results = []
+    default = get_cpu_kernel()
+    try:
+        for kernel in ("scipy", "torch"):
+            set_cpu_kernel(kernel)
+            x.grad = None
+            out = conv(x, graph.edge_index, graph.edge_weight)
+            out.square().sum().backward()
+            results.append((out.detach(), x.grad.clone()))
+    finally:
+        set_cpu_kernel(default)
+    torch.testing.assert_close(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1])
+    with pytest.raises(ValueError, match="CPU kernel must be one of"):
+        set_cpu_kernel("mkl")
