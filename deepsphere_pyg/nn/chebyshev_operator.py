@@ -152,6 +152,11 @@ def build_chebyshev_operator(
     dtype: torch.dtype,
 ) -> ChebyshevOperator:
     r"""Assemble the operator of :func:`rescaled_laplacian_entries` as CSR matrices."""
+    if edge_index.numel() and int(edge_index.max()) >= num_nodes:
+        raise ValueError(
+            f"x has {num_nodes} nodes but edge_index refers to node {int(edge_index.max())}; "
+            "x must hold one row per node of the graph (dimension -2)"
+        )
     with torch.no_grad():
         index, value = rescaled_laplacian_entries(edge_index, edge_weight, num_nodes,
                                                   normalization, lambda_max, batch, dtype)

@@ -199,3 +199,32 @@ def test_cpu_kernels_agree(graph, normalization):
     torch.testing.assert_close(results[0][1], results[1][1])
     with pytest.raises(ValueError, match="CPU kernel must be one of"):
         set_cpu_kernel("mkl")
+
+
+@pytest.mark.parametrize("normalization", [None, "sym"])
+def test_dense_chebyshev_reference(normalization):
+    """Against sum_k T_k(L_hat) X W_k^T built from the dense Laplacian."""
+    from deepsphere_pyg.graphs import estimate_lambda_max, laplacian
+
+    small = healpix_graph(2, k=8, dtype=torch.float64)
+    lam = estimate_lambda_max(small, normalization)
+    dense = laplacian(small, normalization).to_dense()
+    scaled = 2.0 * dense / lam - torch.eye(48, dtype=torch.float64)
+    conv = SphericalChebConv(3, 4, K=5, normalization=normalization).double()
+    torch.nn.init.normal_(conv.bias)
+    x = torch.randn(48, 3, dtype=torch.float64)
+    polynomials = [torch.eye(48, dtype=torch.float64), scaled]
+    while len(polynomials) < 5:
+        polynomials.append(2 * scaled @ polynomials[-1] - polynomials[-2])
+    expected = sum(p @ x @ lin.weight.t() for p, lin in zip(polynomials, conv.lins,
+                                                             strict=True)) + conv.bias
+    got = conv(x, small.edge_index, small.edge_weight, lambda_max=lam)
+    torch.testing.assert_close(got, expected)
+
+
+def test_wrong_node_count(graph):
+    conv = SphericalChebConv(5, 2, K=2)
+    with pytest.raises(ValueError, match="x has 100 nodes but edge_index refers to node 191"):
+        conv(torch.randn(100, 5), graph.edge_index, graph.edge_weight)
+    with pytest.raises(ValueError, match="x has 100 nodes"):
+        conv(torch.randn(2, 100, 5), graph.edge_index, graph.edge_weight)
