@@ -15,6 +15,16 @@ from .chebyshev_operator import (
 )
 
 
+def _chebyshev_terms(x: Tensor, operator: ChebyshevOperator, order: int) -> list[Tensor]:
+    """``[T_0 x, ..., T_{order-1} x]`` by the recursion, one sparse product per term."""
+    terms = [x]
+    if order > 1:
+        terms.append(operator.mm(x))
+    while len(terms) < order:
+        terms.append(operator.addmm(terms[-2], terms[-1], beta=-1, alpha=2))
+    return terms
+
+
 class _ChebyshevBasisLinear(torch.autograd.Function):
     r"""``out = sum_k T_k(M) x W_k^T`` for a constant sparse ``M``, with a fused backward.
 
@@ -34,24 +44,27 @@ class _ChebyshevBasisLinear(torch.autograd.Function):
     def forward(ctx, x: Tensor, operator: ChebyshevOperator, *weights: Tensor) -> Tensor:
         features = weights[0].shape[1]
         rows = x.numel() // features
-        basis = [x]
         out = torch.mm(x.view(rows, features), weights[0].t())
-        if len(weights) > 1:
-            basis.append(operator.mm(x))
-            out.addmm_(basis[1].view(rows, features), weights[1].t())
-        for weight in weights[2:]:
-            basis.append(operator.addmm(basis[-2], basis[-1], beta=-1, alpha=2))
-            out.addmm_(basis[-1].view(rows, features), weight.t())
-        ctx.save_for_backward(*basis, *weights)
+        basis = _chebyshev_terms(x, operator, len(weights))
+        for term, weight in zip(basis[1:], weights[1:], strict=True):
+            out.addmm_(term.view(rows, features), weight.t())
+        # x and the weights are inputs: saved the checked way. The other terms are kept on
+        # ctx so that backward can free them once the weight gradients are computed,
+        # before the Clenshaw recurrence allocates its own terms (peak memory).
+        ctx.save_for_backward(x, *weights)
+        ctx.terms = basis[1:]
         ctx.operator = operator
         return out
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        saved = ctx.saved_tensors
-        order = len(saved) // 2
-        basis, weights = saved[:order], saved[order:]
-        x = basis[0]
+        x, *weights = ctx.saved_tensors
+        # A second backward through a retained graph recomputes the freed terms.
+        terms = ctx.terms if ctx.terms is not None else _chebyshev_terms(
+            x, ctx.operator, len(weights))[1:]
+        basis = [x, *terms]
+        ctx.terms = terms = None
+        order = len(weights)
         features = weights[0].shape[1]
         rows = x.numel() // features
         grad_out = grad_out.contiguous()
@@ -60,6 +73,7 @@ class _ChebyshevBasisLinear(torch.autograd.Function):
             else None
             for k, term in enumerate(basis)
         ]
+        del basis
         grad_x = None
         if ctx.needs_input_grad[0]:
             operator = ctx.operator

@@ -228,3 +228,13 @@ def test_wrong_node_count(graph):
         conv(torch.randn(100, 5), graph.edge_index, graph.edge_weight)
     with pytest.raises(ValueError, match="x has 100 nodes"):
         conv(torch.randn(2, 100, 5), graph.edge_index, graph.edge_weight)
+
+
+def test_backward_twice_through_a_retained_graph(graph):
+    conv = SphericalChebConv(5, 3, K=4)
+    x = torch.randn(2, 192, 5, requires_grad=True)
+    loss = conv(x, graph.edge_index, graph.edge_weight).square().sum()
+    first = torch.autograd.grad(loss, [x, conv.lins[2].weight], retain_graph=True)
+    second = torch.autograd.grad(loss, [x, conv.lins[2].weight])
+    for a, b in zip(first, second, strict=True):
+        torch.testing.assert_close(a, b)
