@@ -167,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         memory_child(1024, args.k, 16, 5)
         return 0
 
-    command = shlex.join(["python", "scripts/bench_conv.py",
+    malloc_env = [f"{key}={value}" for key, value in sorted(os.environ.items())
+                  if key.startswith("MALLOC_")]
+    command = shlex.join([*malloc_env, "python", "scripts/bench_conv.py",
                           *(sys.argv[1:] if argv is None else argv)])
     lines = [
         "### SphericalChebConv vs torch_geometric ChebConv",

@@ -200,8 +200,7 @@ class SphericalChebConv(torch.nn.Module):
             apply = self._scatter_operator(edge_index, edge_weight, num_nodes, lambda_max,
                                            batch, x.dtype)
             return self._chebyshev(x, apply, lambda t, lin: lin(t))
-        out = self._fused(x, edge_index, edge_weight, num_nodes, lambda_max, batch)
-        return out if self.bias is None else out + self.bias
+        return self._fused(x, edge_index, edge_weight, num_nodes, lambda_max, batch)
 
     def _forward_shared(self, x, edge_index, edge_weight, batch, lambda_max) -> Tensor:
         """``[B, N, F]`` on one graph: recursion on ``[N, B * F]``, one operator product
@@ -227,8 +226,6 @@ class SphericalChebConv(torch.nn.Module):
             out = self._chebyshev(nodes_first, apply, combine)  # [N, B, F_out]
             return out.transpose(0, 1)
         out = self._fused(nodes_first, edge_index, edge_weight, num_nodes, lambda_max, None)
-        if self.bias is not None:
-            out = out + self.bias
         return out.view(num_nodes, size, -1).transpose(0, 1)
 
     def _chebyshev(self, x: Tensor, apply, combine) -> Tensor:
@@ -252,7 +249,10 @@ class SphericalChebConv(torch.nn.Module):
         operator: ChebyshevOperator = chebyshev_operator(
             edge_index, edge_weight, num_nodes, self.normalization, lambda_max, batch, x.dtype)
         weights = [lin.weight for lin in self.lins]
-        return _ChebyshevBasisLinear.apply(x.contiguous(), operator, *weights)
+        out = _ChebyshevBasisLinear.apply(x.contiguous(), operator, *weights)
+        # In place: the output is a fresh tensor, and a new one would cost a page-faulting
+        # allocation of the full output on CPU.
+        return out if self.bias is None else out.add_(self.bias)
 
     def _scatter_operator(self, edge_index, edge_weight, num_nodes, lambda_max, batch, dtype):
         """Differentiable in ``edge_weight``: the operator as (index, value) pairs."""
