@@ -77,19 +77,24 @@ class _ChebyshevBasisLinear(torch.autograd.Function):
         grad_x = None
         if ctx.needs_input_grad[0]:
             operator = ctx.operator
+            # Three buffers rotate through the recurrence: fresh [N, C] allocations are
+            # expensive on CPU (page faults), and b_k only needs b_{k+1} and b_{k+2}.
+            free = [torch.empty_like(x) for _ in range(min(3, order - 1))]
             b_next = b_next2 = None  # b_{k+1}, b_{k+2}
             for k in range(order - 1, 0, -1):
-                b_k = torch.mm(grad_out, weights[k]).view_as(x)
+                b_k = free.pop()
+                torch.mm(grad_out, weights[k], out=b_k.view(rows, -1))
                 if b_next2 is not None:
-                    b_k = b_k.sub_(b_next2)
+                    b_k.sub_(b_next2)
+                    free.append(b_next2)
                 if b_next is not None:
-                    b_k = operator.addmm(b_k, b_next, alpha=2, transpose=True)
+                    operator.addmm_(b_k, b_next, alpha=2, transpose=True)
                 b_next2, b_next = b_next, b_k
             grad_x = torch.mm(grad_out, weights[0]).view_as(x)
             if b_next is not None:
-                grad_x = operator.addmm(grad_x, b_next, transpose=True)
+                operator.addmm_(grad_x, b_next, transpose=True)
             if b_next2 is not None:
-                grad_x = grad_x.sub_(b_next2)
+                grad_x.sub_(b_next2)
         return (grad_x, None, *grad_weights)
 
 

@@ -38,15 +38,15 @@ __all__ = [
 ]
 
 
-#: Kernel of the sparse products on CPU: ``"scipy"`` (scipy's CSR product on zero-copy
-#: views, the fastest measured on CPU for the 16-128 columns of a batch, see
-#: ``scripts/bench_conv.py``) or ``"torch"`` (``torch.sparse`` CSR). CUDA always uses torch.
-CPU_KERNELS = ("scipy", "torch")
-_cpu_kernel = "scipy"
+#: Kernel of the sparse products on CPU: ``"torch"`` (``torch.sparse`` CSR, multi-threaded,
+#: can accumulate in place) or ``"scipy"`` (scipy's single-threaded CSR product on
+#: zero-copy views). ``scripts/bench_conv.py`` measures both. CUDA always uses torch.
+CPU_KERNELS = ("torch", "scipy")
+_cpu_kernel = "torch"
 
 
 def set_cpu_kernel(name: str) -> None:
-    """Choose the CPU sparse-product kernel, ``"scipy"`` (default) or ``"torch"``."""
+    """Choose the CPU sparse-product kernel, ``"torch"`` (default) or ``"scipy"``."""
     global _cpu_kernel
     if name not in CPU_KERNELS:
         raise ValueError(f"CPU kernel must be one of {CPU_KERNELS}, got {name!r}")
@@ -93,6 +93,13 @@ class ChebyshevOperator:
             return out.add_(c, alpha=beta)
         matrix = self.matrix_t if transpose else self.matrix
         return torch.addmm(c, matrix, x, beta=beta, alpha=alpha)
+
+    def addmm_(self, c: torch.Tensor, x: torch.Tensor, alpha: float = 1.0,
+               transpose: bool = False) -> torch.Tensor:
+        """``c += alpha * M @ x`` in place (no new ``[N, C]`` allocation with torch)."""
+        if self._use_scipy(x):
+            return c.add_(self.mm(x, transpose), alpha=alpha)
+        return c.addmm_(self.matrix_t if transpose else self.matrix, x, alpha=alpha)
 
 
 def _scipy_view(matrix: torch.Tensor) -> scipy.sparse.csr_array | None:
