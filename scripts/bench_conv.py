@@ -145,6 +145,55 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
 
+def padded_neighbours(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed-degree (ELL) form of a CSR matrix: ``index, weight`` of shape ``[D, N]``,
+    rows padded with weight 0 (D = largest row length)."""
+    crow, col, value = matrix.crow_indices(), matrix.col_indices(), matrix.values()
+    counts = crow[1:] - crow[:-1]
+    n, width = counts.numel(), int(counts.max())
+    row = torch.repeat_interleave(torch.arange(n), counts)
+    slot = torch.arange(col.numel()) - crow[:-1][row]
+    index = torch.arange(n).repeat(width, 1)
+    weight = torch.zeros(width, n, dtype=value.dtype)
+    index[slot, row] = col
+    weight[slot, row] = value
+    return index, weight
+
+
+def gather_product(x: torch.Tensor, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``sum_d weight[d, :, None] * x[index[d]]``: the product as fixed-degree gathers."""
+    out = weight[0, :, None] * x[index[0]]
+    for d in range(1, index.shape[0]):
+        out = out + weight[d, :, None] * x[index[d]]
+    return out
+
+
+def kernel_exploration(nside: int, k: int, columns: int, repeat: int) -> dict:
+    """The product as a fixed-degree gather, eager and compiled with torch.compile."""
+    graph = healpix_graph(nside, k=k)
+    n = graph.num_nodes
+    matrix = chebyshev_operator(graph.edge_index, graph.edge_weight, n, "sym", None, None,
+                                torch.float32).matrix
+    reference = scipy.sparse.csr_array(
+        (matrix.values().numpy(), matrix.col_indices().numpy(),
+         matrix.crow_indices().numpy()), shape=(n, n))
+    index, weight = padded_neighbours(matrix)
+    dense = torch.randn(n, columns)
+    expected = torch.from_numpy(reference @ dense.numpy())
+    result = {"nside": nside, "columns": columns, "degree": int(index.shape[0])}
+    result["scipy_s"] = statistics.median(timed(lambda: reference @ dense.numpy(), repeat))
+    eager = lambda: gather_product(dense, index, weight)  # noqa: E731
+    result["gather_eager_s"] = statistics.median(timed(eager, repeat))
+    start = time.perf_counter()
+    compiled = torch.compile(gather_product, dynamic=False)
+    error = (compiled(dense, index, weight) - expected).abs().max().item()
+    result["compile_s"] = time.perf_counter() - start
+    result["gather_compiled_s"] = statistics.median(
+        timed(lambda: compiled(dense, index, weight), repeat))
+    result["max_abs_error"] = error
+    return result
+
+
 def memory_child(nside: int, k: int, channels: int, order: int) -> None:
     graph = healpix_graph(nside, k=k)
     after_graph = peak_rss_gb()
@@ -167,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="also measure nside 1024, B=1, 16->16, K=5 in a fresh process")
     parser.add_argument("--products-only", action="store_true",
                         help="only the operator-product table")
+    parser.add_argument("--explore-kernels", action="store_true",
+                        help="also time the product as a fixed-degree gather, eager and "
+                             "compiled with torch.compile (needs a C++ compiler)")
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--output", help="also write the Markdown report to this file")
     args = parser.parse_args(argv)
@@ -215,6 +267,23 @@ def main(argv: list[str] | None = None) -> int:
             f"{case['torch_csr_int64_s'] * 1e3:.1f} ({case['torch_csr_int64_ratio']:.2f}) | "
             f"{case['torch_csr_int32_s'] * 1e3:.1f} ({case['torch_csr_int32_ratio']:.2f}) | "
             f"{case['torch_csr_inplace_s'] * 1e3:.1f} ({case['torch_csr_inplace_ratio']:.2f}) |")
+
+    if args.explore_kernels:
+        lines += ["", "The same product as fixed-degree (padded) gathers, "
+                  "`sum_d w[d] * x[idx[d]]`:",
+                  "", "| nside | C | degree D | scipy CSR (ms) | gather, eager (ms, ratio) "
+                  "| gather, torch.compile (ms, ratio) | compile (s) | max abs error |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for nside, columns in ((256, 16), (256, 64), (128, 128)):
+            case = kernel_exploration(nside, args.k, columns, max(args.repeat, 5))
+            print(case, flush=True)
+            scipy_s = case["scipy_s"]
+            lines.append(
+                f"| {nside} | {columns} | {case['degree']} | {scipy_s * 1e3:.1f} | "
+                f"{case['gather_eager_s'] * 1e3:.1f} ({case['gather_eager_s'] / scipy_s:.2f}) | "
+                f"{case['gather_compiled_s'] * 1e3:.1f} "
+                f"({case['gather_compiled_s'] / scipy_s:.2f}) | {case['compile_s']:.1f} | "
+                f"{case['max_abs_error']:.1e} |")
 
     if args.memory:
         out = subprocess.run([sys.executable, __file__, "--memory-child", "--k", str(args.k)],
