@@ -1,5 +1,7 @@
 """SphericalChebConv against torch_geometric.nn.ChebConv, gradients, fast path, cache."""
 
+import copy
+
 import pytest
 import torch
 from torch_geometric.data import Batch
@@ -238,3 +240,24 @@ def test_backward_twice_through_a_retained_graph(graph):
     second = torch.autograd.grad(loss, [x, conv.lins[2].weight])
     for a, b in zip(first, second, strict=True):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("normalization", NORMALIZATIONS)
+def test_cuda_matches_cpu_and_gradchecks(normalization):
+    small = healpix_graph(2, k=8, dtype=torch.float64)
+    conv = SphericalChebConv(2, 3, K=4, normalization=normalization).double()
+    x = torch.randn(3, 48, 2, dtype=torch.float64, requires_grad=True)
+    expected = conv(x, small.edge_index, small.edge_weight)
+    expected.square().sum().backward()
+    cuda_conv = copy.deepcopy(conv).cuda()
+    x_cuda = x.detach().cuda().requires_grad_()
+    edge_index, edge_weight = small.edge_index.cuda(), small.edge_weight.cuda()
+    got = cuda_conv(x_cuda, edge_index, edge_weight)
+    got.square().sum().backward()
+    torch.testing.assert_close(got.cpu(), expected)
+    torch.testing.assert_close(x_cuda.grad.cpu(), x.grad)
+    assert torch.autograd.gradcheck(
+        lambda x, *weights: cuda_conv(x, edge_index, edge_weight),
+        (x_cuda.detach().requires_grad_(), *cuda_conv.parameters()),
+    )
