@@ -29,7 +29,6 @@ import time
 import warnings
 
 import scipy
-import scipy.sparse
 import torch
 import torch_geometric
 from torch_geometric.nn import ChebConv
@@ -111,11 +110,9 @@ def product_case(nside: int, k: int, columns: int, repeat: int) -> dict:
     """One operator product with each kernel, against scipy CSR on the same matrix."""
     graph = healpix_graph(nside, k=k)
     n = graph.num_nodes
-    matrix = chebyshev_operator(graph.edge_index, graph.edge_weight, n, "sym", None, None,
-                                torch.float32).matrix
-    reference = scipy.sparse.csr_array(
-        (matrix.values().numpy(), matrix.col_indices().numpy(),
-         matrix.crow_indices().numpy()), shape=(n, n))
+    operator = chebyshev_operator(graph.edge_index, graph.edge_weight, n, "sym", None, None,
+                                  torch.float32)
+    matrix, reference = operator.matrix, operator.scipy_matrix  # same memory
     dense = torch.randn(n, columns)
     dense_np = dense.numpy()
     result = {"nside": nside, "nodes": n, "columns": columns}
@@ -172,11 +169,9 @@ def kernel_exploration(nside: int, k: int, columns: int, repeat: int) -> dict:
     """The product as a fixed-degree gather, eager and compiled with torch.compile."""
     graph = healpix_graph(nside, k=k)
     n = graph.num_nodes
-    matrix = chebyshev_operator(graph.edge_index, graph.edge_weight, n, "sym", None, None,
-                                torch.float32).matrix
-    reference = scipy.sparse.csr_array(
-        (matrix.values().numpy(), matrix.col_indices().numpy(),
-         matrix.crow_indices().numpy()), shape=(n, n))
+    operator = chebyshev_operator(graph.edge_index, graph.edge_weight, n, "sym", None, None,
+                                  torch.float32)
+    matrix, reference = operator.matrix, operator.scipy_matrix  # same memory
     index, weight = padded_neighbours(matrix)
     dense = torch.randn(n, columns)
     expected = torch.from_numpy(reference @ dense.numpy())
