@@ -34,6 +34,7 @@ import torch_geometric
 from torch_geometric.nn import ChebConv
 
 from deepsphere_pyg.graphs import healpix_graph
+from deepsphere_pyg.io import write_text_atomic
 from deepsphere_pyg.nn import SphericalChebConv, chebyshev_operator, clear_operator_cache
 from deepsphere_pyg.nn.chebyshev_operator import CPU_KERNELS, get_cpu_kernel, set_cpu_kernel
 
@@ -106,13 +107,18 @@ def conv_case(nside: int, k: int, size: int, channels: int, order: int, repeat: 
     return result
 
 
+def sym_operator(nside: int, k: int):
+    """Node count, the cached ``"sym"`` operator of a HEALPix graph as torch CSR, and a
+    scipy view of the same memory (the reference)."""
+    graph = healpix_graph(nside, k=k)
+    operator = chebyshev_operator(graph.edge_index, graph.edge_weight, graph.num_nodes, "sym",
+                                  None, None, torch.float32)
+    return graph.num_nodes, operator.matrix, operator.scipy_matrix
+
+
 def product_case(nside: int, k: int, columns: int, repeat: int) -> dict:
     """One operator product with each kernel, against scipy CSR on the same matrix."""
-    graph = healpix_graph(nside, k=k)
-    n = graph.num_nodes
-    operator = chebyshev_operator(graph.edge_index, graph.edge_weight, n, "sym", None, None,
-                                  torch.float32)
-    matrix, reference = operator.matrix, operator.scipy_matrix  # same memory
+    n, matrix, reference = sym_operator(nside, k)
     dense = torch.randn(n, columns)
     dense_np = dense.numpy()
     result = {"nside": nside, "nodes": n, "columns": columns}
@@ -167,11 +173,7 @@ def gather_product(x: torch.Tensor, index: torch.Tensor, weight: torch.Tensor) -
 
 def kernel_exploration(nside: int, k: int, columns: int, repeat: int) -> dict:
     """The product as a fixed-degree gather, eager and compiled with torch.compile."""
-    graph = healpix_graph(nside, k=k)
-    n = graph.num_nodes
-    operator = chebyshev_operator(graph.edge_index, graph.edge_weight, n, "sym", None, None,
-                                  torch.float32)
-    matrix, reference = operator.matrix, operator.scipy_matrix  # same memory
+    n, matrix, reference = sym_operator(nside, k)
     index, weight = padded_neighbours(matrix)
     dense = torch.randn(n, columns)
     expected = torch.from_numpy(reference @ dense.numpy())
@@ -294,10 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.output:
-        tmp = f"{args.output}.tmp"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, args.output)
+        write_text_atomic(args.output, text)
     return 0
 
 

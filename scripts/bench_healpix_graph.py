@@ -51,6 +51,7 @@ from deepsphere_pyg.graphs import (
     heat_kernel,
     rescaled_laplacian,
 )
+from deepsphere_pyg.io import write_text_atomic
 
 BASELINE_NAME = "baseline: cKDTree + scipy.sparse A.maximum(A.T)"
 OURS_NAME = "ours: healpix_graph"
@@ -330,8 +331,7 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print(report)
     if args.output:
-        with open(args.output, "w") as file:
-            file.write(report)
+        write_text_atomic(args.output, report)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ from deepsphere_pyg.graphs.equivariance import (
     equivariance_samples,
     tune_kernel_width,
 )
+from deepsphere_pyg.io import write_text_atomic
 
 #: Published mean equivariance errors (DeepSphere v2 figure data): {nside: {graph: {l: E}}}.
 PUBLISHED: dict[int, dict[str, dict[int, float]]] = {
@@ -211,10 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(report) + "\n"
     print(text, end="")
     if args.output:
-        tmp = f"{args.output}.tmp"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, args.output)
+        write_text_atomic(args.output, text)
     return 0
 
 

@@ -1,0 +1,22 @@
+"""Atomic file output."""
+
+import pytest
+
+from deepsphere_pyg.io import write_text_atomic
+
+
+def test_write_replaces_the_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "report.md"
+    target.write_text("old")
+    write_text_atomic(target, "new ✓\n")
+    assert target.read_text(encoding="utf-8") == "new ✓\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.md"]
+
+
+def test_failed_write_keeps_the_old_file(tmp_path):
+    target = tmp_path / "report.md"
+    target.write_text("old")
+    with pytest.raises(TypeError):
+        write_text_atomic(target, 123)  # not text: fails while writing
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.md"]
