@@ -50,6 +50,16 @@ chooses how maps are analysed:
 The part of :math:`\mathbf{L}\mathbf{f}` above :math:`\ell_\max` cannot be rotated and
 counts as error, as in the paper.
 
+**Other samplings** (lat-lon grids, icosahedral vertices, point sets: any full-sphere graph
+that is not HEALPix) use the same protocol with a least-squares harmonic analysis on the
+nodes (:class:`~deepsphere_pyg.graphs.harmonics.LeastSquaresAnalysis`, only ``method="lsq"``):
+:math:`\mathbf{f}` and :math:`\mathbf{R}(g)\mathbf{f}` are evaluated exactly at the node
+positions from their coefficients, :math:`\mathbf{L}\mathbf{f}` is fitted up to the
+sampling's band limit :math:`\ell_\max` (``lmax``: by default :math:`n_\mathrm{lon}/2 - 1`
+capped at :math:`n_\mathrm{lat} - 1` for lat-lon grids, :math:`\lfloor\sqrt{N/1.5}\rfloor - 1`
+otherwise, HEALPix's ratio of pixels to coefficients), rotated with
+:func:`healpy.rotate_alm` and evaluated at the nodes.
+
 ``squared=False`` reports :math:`\sqrt{E}` instead (the plain relative error); averages
 are taken of the reported quantity. (The code behind the published figures averaged the
 plain ratio of norms, although the paper writes the square.)
@@ -81,12 +91,14 @@ import scipy.optimize
 from scipy.spatial.transform import Rotation
 
 from .checks import check_positive_int
+from .harmonics import LeastSquaresAnalysis, alm_to_real, real_to_alm
 from .laplacian import laplacian_scipy
 from .sphere_graph import SphereGraph
 
 __all__ = [
     "METHODS",
     "equivariance_error",
+    "default_lmax",
     "equivariance_samples",
     "mean_squared_edge_length",
     "pure_degree_alm",
@@ -212,9 +224,8 @@ def _check_graph(graph: SphereGraph) -> tuple[int, bool]:
     sampling = getattr(graph, "sampling", None)
     if sampling != "healpix":
         raise ValueError(
-            "graph: the equivariance error is implemented for full-sky HEALPix graphs only "
-            f"(exact rotations through healpy), got sampling={sampling!r}"
-        )
+            "graph: expected a full-sky HEALPix graph (exact rotations through healpy), "
+            f"got sampling={sampling!r}")
     nside = int(graph.nside)
     if graph.pixels is not None:
         raise ValueError(
@@ -231,19 +242,47 @@ def _check_graph(graph: SphereGraph) -> tuple[int, bool]:
     return nside, bool(graph.nest)
 
 
-def _check_ells(ells: int | Iterable[int], nside: int) -> list[int]:
+def _is_healpix(graph: SphereGraph) -> bool:
+    return getattr(graph, "sampling", None) == "healpix"
+
+
+def _check_full_sphere(graph: SphereGraph) -> None:
+    """Raise unless ``graph`` is a SphereGraph of a whole sampling (no mask)."""
+    if not isinstance(graph, SphereGraph):
+        raise TypeError(f"graph must be a SphereGraph, got {type(graph).__name__}")
+    if _is_healpix(graph):
+        _check_graph(graph)
+    elif graph.pixels is not None:
+        raise ValueError(
+            f"graph is a partial graph ({int(graph.num_nodes)} kept nodes): a rotation moves "
+            "the signal out of the kept region, so the equivariance error is defined on the "
+            "whole sphere only; build the graph without a mask or region")
+
+
+def default_lmax(graph: SphereGraph) -> int:
+    r"""Band limit of the harmonic analysis on ``graph``'s nodes (module docstring)."""
+    if _is_healpix(graph):
+        return 3 * int(graph.nside) - 1
+    num_nodes = int(graph.num_nodes)
+    lmax = int(math.floor(math.sqrt(num_nodes / 1.5))) - 1
+    if getattr(graph, "sampling", None) == "equiangular" and "nlon" in graph:
+        lmax = min(lmax, int(graph.nlon) // 2 - 1, int(graph.nlat) - 1)
+    return max(lmax, 1)
+
+
+def _check_ells(ells: int | Iterable[int], lmax: int) -> list[int]:
     values = [ells] if isinstance(ells, numbers.Integral) else list(ells)
     if not values:
         raise ValueError("ells must hold at least one spherical-harmonic degree")
-    lmax = 3 * nside - 1
     out: list[int] = []
     for ell in values:
         if isinstance(ell, bool) or not isinstance(ell, numbers.Integral):
             raise TypeError(f"ells must be integers, got {ell!r}")
         if not 1 <= ell <= lmax:
             raise ValueError(
-                f"ells must lie in [1, 3*nside-1] = [1, {lmax}] at nside={nside} "
-                f"(degree 0 is constant, so L f = 0; higher degrees alias), got {int(ell)}"
+                f"ells must lie in [1, lmax] = [1, {lmax}] for this graph (degree 0 is "
+                f"constant, so L f = 0; higher degrees alias; HEALPix: lmax = 3 nside - 1), "
+                f"got {int(ell)}"
             )
         if int(ell) not in out:
             out.append(int(ell))
@@ -350,12 +389,7 @@ class _Probe:
             errors = np.empty(rotations.shape[:2])
             filtered = operator(signals.T).T  # L f, [S, N]
             for s, (lf, mats) in enumerate(zip(filtered, rotations, strict=True)):
-                norm = float(np.linalg.norm(lf))
-                if not (np.isfinite(norm) and norm > 0):
-                    raise ValueError(
-                        f"operator maps a degree-{ell} test signal to a map of norm {norm}; "
-                        "||L f|| must be positive and finite for the normalised error"
-                    )
+                norm = _checked_norm(lf, ell)
                 alm = self._analysis(lf)
                 rotate_then_filter = operator(rotated[s])  # L R(g) f, [N, R]
                 for r, mat in enumerate(mats):
@@ -365,6 +399,97 @@ class _Probe:
                     errors[s, r] = float(np.linalg.norm(diff)) / norm
             out[ell] = errors**2 if squared else errors
         return out
+
+
+class _PointsProbe:
+    """The probe of :class:`_Probe` for any full-sphere point set (least-squares analysis).
+
+    Fields are evaluated exactly at the nodes from their coefficients; ``L f`` is fitted
+    up to ``lmax`` by :class:`~deepsphere_pyg.graphs.harmonics.LeastSquaresAnalysis`.
+    """
+
+    def __init__(self, pos: np.ndarray, lmax: int, ells: Sequence[int], num_signals: int,
+                 num_rotations: int, seed: int | np.random.Generator | None) -> None:
+        self.lmax, self.ells = lmax, list(ells)
+        self.analysis = LeastSquaresAnalysis(pos, lmax)
+        rng = np.random.default_rng(seed)
+        self.signals: list[np.ndarray] = []
+        self.rotations: list[np.ndarray] = []
+        self.rotated: list[np.ndarray] = []
+        for ell in self.ells:
+            signals, rotations, rotated = [], [], []
+            for _ in range(num_signals):
+                alm = pure_degree_alm(ell, rng)
+                mats = random_rotations(num_rotations, rng)
+                signals.append(self._synthesis(alm, ell))
+                rotated.append(np.stack(
+                    [self._synthesis(rotate_alm(alm, mat, ell), ell) for mat in mats], axis=1))
+                rotations.append(mats)
+            self.signals.append(np.stack(signals))
+            self.rotations.append(np.stack(rotations))
+            self.rotated.append(np.stack(rotated))
+
+    def _synthesis(self, alm: np.ndarray, band: int) -> np.ndarray:
+        """Values at the nodes of coefficients ``alm`` with band limit ``band <= lmax``."""
+        padded = hp.resize_alm(alm, band, band, self.lmax, self.lmax) if band < self.lmax else alm
+        return self.analysis.synthesis(alm_to_real(padded, self.lmax))
+
+    def samples(self, operator: Operator, squared: bool) -> dict[int, np.ndarray]:
+        """``{ell: [S, R]}`` errors of a batched operator (``[N, B] -> [N, B]``)."""
+        out: dict[int, np.ndarray] = {}
+        for ell, signals, rotations, rotated in zip(
+                self.ells, self.signals, self.rotations, self.rotated, strict=True):
+            errors = np.empty(rotations.shape[:2])
+            filtered = operator(signals.T)  # L f, [N, S]
+            fitted = real_to_alm(self.analysis.fit(filtered).T, self.lmax)  # [S, num_alm]
+            for s, mats in enumerate(rotations):
+                norm = _checked_norm(filtered[:, s], ell)
+                rotate_then_filter = operator(rotated[s])  # L R(g) f, [N, R]
+                for r, mat in enumerate(mats):
+                    filter_then_rotate = self._synthesis(
+                        rotate_alm(fitted[s], mat, self.lmax), self.lmax)
+                    diff = filter_then_rotate - rotate_then_filter[:, r]
+                    errors[s, r] = float(np.linalg.norm(diff)) / norm
+            out[ell] = errors**2 if squared else errors
+        return out
+
+
+def _checked_norm(filtered: np.ndarray, ell: int) -> float:
+    norm = float(np.linalg.norm(filtered))
+    if not (np.isfinite(norm) and norm > 0):
+        raise ValueError(
+            f"operator maps a degree-{ell} test signal to a map of norm {norm}; "
+            "||L f|| must be positive and finite for the normalised error"
+        )
+    return norm
+
+
+def _make_probe(graph: SphereGraph, ells: int | Iterable[int], num_signals: int,
+                num_rotations: int, seed: int | np.random.Generator | None, method: str,
+                lmax: int | None) -> _Probe | _PointsProbe:
+    """The probe suited to ``graph``'s sampling (healpy transforms for HEALPix)."""
+    _check_full_sphere(graph)
+    num_signals = check_positive_int(num_signals, "num_signals")
+    num_rotations = check_positive_int(num_rotations, "num_rotations")
+    method = _check_method(method)
+    if _is_healpix(graph) and lmax is None:
+        nside, nest = _check_graph(graph)
+        ells = _check_ells(ells, 3 * nside - 1)
+        return _Probe(nside, nest, ells, num_signals, num_rotations, seed, method)
+    if method != "lsq":
+        raise ValueError(
+            f"method={method!r} uses HEALPix transforms; graphs of other samplings (or with "
+            "an explicit lmax) are analysed by least squares: use method='lsq'")
+    lmax = default_lmax(graph) if lmax is None else check_positive_int(lmax, "lmax")
+    ells = _check_ells(ells, lmax)
+    pos = graph.pos.detach().cpu().double().numpy()
+    return _PointsProbe(pos, lmax, ells, num_signals, num_rotations, seed)
+
+
+def _signature(graph: SphereGraph) -> tuple:
+    """What must not change between the graphs of a width search: sampling and nodes."""
+    return (getattr(graph, "sampling", None), int(graph.num_nodes),
+            graph.pos.detach().cpu().double().numpy().round(9).tobytes())
 
 
 # ------------------------------------------------------------------------ public API
@@ -379,20 +504,16 @@ def equivariance_samples(
     seed: int | np.random.Generator | None = 0,
     operator: Operator | None = None,
     method: str = "lsq",
+    lmax: int | None = None,
 ) -> dict[int, np.ndarray]:
     r"""Per-sample equivariance errors ``{ell: array [num_signals, num_rotations]}``.
 
     Same arguments as :func:`equivariance_error`, which returns the means of these
     arrays; use the samples for error bars (standard error of the mean).
     """
-    nside, nest = _check_graph(graph)
-    ells = _check_ells(ells, nside)
-    num_signals = check_positive_int(num_signals, "num_signals")
-    num_rotations = check_positive_int(num_rotations, "num_rotations")
-    method = _check_method(method)
-    apply = _resolve_operator(graph, operator, normalization)
     with _single_threaded_openmp():
-        probe = _Probe(nside, nest, ells, num_signals, num_rotations, seed, method)
+        probe = _make_probe(graph, ells, num_signals, num_rotations, seed, method, lmax)
+        apply = _resolve_operator(graph, operator, normalization)
         return probe.samples(apply, bool(squared))
 
 
@@ -407,6 +528,7 @@ def equivariance_error(
     seed: int | np.random.Generator | None = 0,
     operator: Operator | None = None,
     method: str = "lsq",
+    lmax: int | None = None,
 ) -> dict[int, float]:
     r"""Mean normalised equivariance error of a graph Laplacian, per degree :math:`\ell`.
 
@@ -425,8 +547,10 @@ def equivariance_error(
     0 means exactly equivariant; lower is better.
 
     Args:
-        graph: a full-sky HEALPix :class:`SphereGraph` (NEST or RING node order).
-        ells: degree(s) :math:`1 \le \ell \le 3 n_\mathrm{side} - 1`.
+        graph: a :class:`SphereGraph` of a whole sampling (no mask): full-sky HEALPix
+            (NEST or RING node order), a lat-lon grid, icosahedral vertices, a point set.
+        ells: degree(s) :math:`1 \le \ell \le \ell_\max`
+            (HEALPix: :math:`3 n_\mathrm{side} - 1`).
         num_signals: random fields per degree (default 4).
         num_rotations: random rotations per field (default 4).
         normalization: Laplacian of the graph: ``None`` (default, combinatorial
@@ -438,14 +562,17 @@ def equivariance_error(
         operator: optional callable replacing :math:`\mathbf{L}`: maps a float64 map
             ``[N]`` in the graph's node order to a map ``[N]``.
         method: ``"lsq"`` (default), ``"iter"`` or ``"paper"``: how rotated maps are
-            computed (module docstring).
+            computed (module docstring); other samplings than HEALPix: ``"lsq"`` only.
+        lmax: band limit of the analysis of :math:`\mathbf{L}\mathbf{f}`; default: the
+            sampling's (module docstring). Giving it for a HEALPix graph switches to the
+            generic least-squares analysis.
 
     Returns:
         ``{ell: mean error}`` in the order of ``ells``.
 
     Raises:
-        ValueError: partial-sky or non-HEALPix graph; a degree outside
-            :math:`[1, 3 n_\mathrm{side} - 1]`; counts below 1; an unknown method; an
+        ValueError: a partial graph (mask); a degree outside :math:`[1, \ell_\max]`;
+            counts below 1; an unknown method; nodes that cannot resolve ``lmax``; an
             operator that returns a zero map.
 
     Example:
@@ -457,7 +584,7 @@ def equivariance_error(
     samples = equivariance_samples(
         graph, ells, num_signals=num_signals, num_rotations=num_rotations,
         normalization=normalization, squared=squared, seed=seed, operator=operator,
-        method=method)
+        method=method, lmax=lmax)
     return {ell: float(values.mean()) for ell, values in samples.items()}
 
 
@@ -472,6 +599,7 @@ def tune_kernel_width(
     normalization: str | None = None,
     squared: bool = True,
     method: str = "lsq",
+    lmax: int | None = None,
     xatol: float = 0.01,
     maxiter: int = 50,
 ) -> tuple[float, float]:
@@ -488,16 +616,15 @@ def tune_kernel_width(
     The optimum depends somewhat on ``ells`` (low degrees favour wider kernels).
 
     Args:
-        build: ``build(t) -> SphereGraph``, the full-sky HEALPix graph with width ``t``
-            (same nodes for every ``t``), e.g.
-            ``lambda t: healpix_graph(32, k=20, kernel=t)``.
+        build: ``build(t) -> SphereGraph``, a whole-sphere graph with width ``t`` (same
+            nodes for every ``t``), e.g. ``lambda t: healpix_graph(32, k=20, kernel=t)``.
         ells: degrees whose mean error is minimised (e.g. ``[10, 50, 90]`` at nside 32).
         bounds: ``(t_min, t_max)``; default
             :math:`(\overline{d^2} / 100,\ 10\, \overline{d^2})` with
             :math:`\overline{d^2}` the mean squared chord length of the edges of
             ``build(1.0)`` (for reference, the v1 rule is :math:`t = \overline{d^2}/2` over
             the 8 HEALPix neighbours).
-        num_signals, num_rotations, seed, normalization, squared, method: as in
+        num_signals, num_rotations, seed, normalization, squared, method, lmax: as in
             :func:`equivariance_error`.
         xatol: absolute tolerance on :math:`\log t` (0.01 = 1 % on :math:`t`).
         maxiter: maximum number of objective evaluations of the optimiser.
@@ -510,12 +637,9 @@ def tune_kernel_width(
         >>> t, err = tune_kernel_width(lambda t: healpix_graph(8, k=8, kernel=t), [4, 8],
         ...                            num_signals=2, num_rotations=2)
     """
-    num_signals = check_positive_int(num_signals, "num_signals")
-    num_rotations = check_positive_int(num_rotations, "num_rotations")
-    method = _check_method(method)
     if bounds is None:
         first = build(1.0)
-        _check_graph(first)
+        _check_full_sphere(first)
         d2 = mean_squared_edge_length(first)
         lo, hi = d2 / 100.0, 10.0 * d2
     else:
@@ -524,18 +648,18 @@ def tune_kernel_width(
             raise ValueError(
                 f"bounds must be (t_min, t_max) with 0 < t_min < t_max, got {bounds!r}")
         first = build(math.sqrt(lo * hi))
-    nside, nest = _check_graph(first)
-    ells = _check_ells(ells, nside)
+    signature = _signature(first)
+
     def objective(log_t: float) -> float:
         graph = build(float(math.exp(log_t)))
-        if _check_graph(graph) != (nside, nest):
-            raise ValueError("build(t) must return graphs of the same sampling for every t")
+        if _signature(graph) != signature:
+            raise ValueError("build(t) must return graphs of the same nodes for every t")
         samples = probe.samples(_laplacian_operator(graph, normalization), bool(squared))
         return float(np.mean([values.mean() for values in samples.values()]))
 
     log_lo, log_hi = math.log(lo), math.log(hi)
     with _single_threaded_openmp():
-        probe = _Probe(nside, nest, ells, num_signals, num_rotations, seed, method)
+        probe = _make_probe(first, ells, num_signals, num_rotations, seed, method, lmax)
         result = scipy.optimize.minimize_scalar(
             objective, bounds=(log_lo, log_hi), method="bounded",
             options={"xatol": float(xatol), "maxiter": int(maxiter)})

@@ -9,11 +9,13 @@ import pytest
 
 from deepsphere_pyg.graphs import equivariance_error, healpix_graph, tune_kernel_width
 from deepsphere_pyg.graphs.equivariance import (
+    default_lmax,
     equivariance_samples,
     pure_degree_alm,
     random_rotations,
     rotate_alm,
 )
+from deepsphere_pyg.graphs.knn_graph import knn_graph
 
 NSIDE = 16
 LMAX = 3 * NSIDE - 1
@@ -194,11 +196,76 @@ def test_partial_sky_graph_is_rejected():
         equivariance_error(graph, [2])
 
 
-def test_other_sampling_is_rejected():
-    graph = healpix_graph(4)
-    graph.sampling = "equiangular"
-    with pytest.raises(ValueError, match="graph: .*HEALPix.*sampling='equiangular'"):
+def _random_points_graph(num: int, k: int = 8, seed: int = 0, **kwargs):
+    rng = np.random.default_rng(seed)
+    pos = rng.standard_normal((num, 3))
+    return knn_graph(pos / np.linalg.norm(pos, axis=1, keepdims=True), k=k, **kwargs)
+
+
+def test_generic_analysis_matches_healpy_on_healpix():
+    graph = healpix_graph(8, k=8)
+    common = dict(num_signals=2, num_rotations=2, seed=3)
+    healpy_lsq = equivariance_error(graph, [3, 10, 20], **common)
+    generic = equivariance_error(graph, [3, 10, 20], lmax=23, **common)
+    for ell in healpy_lsq:
+        assert generic[ell] == pytest.approx(healpy_lsq[ell], rel=1e-4)
+
+
+def test_identity_is_equivariant_on_random_points():
+    graph = _random_points_graph(1000)
+    assert default_lmax(graph) == 24
+    errors = equivariance_error(graph, [2, 12, 24], operator=lambda x: x, num_signals=2,
+                                num_rotations=2)
+    assert max(errors.values()) < 1e-18  # squared: plain ratio below 1e-9
+
+
+def test_non_equivariant_operator_is_detected_on_random_points():
+    graph = _random_points_graph(1000)
+    z = graph.pos[:, 2].double().numpy()
+    errors = equivariance_error(graph, [2, 8], operator=lambda x: (1 + 0.5 * z) * x,
+                                num_signals=2, num_rotations=2, squared=False)
+    assert min(errors.values()) > 0.1
+
+
+def test_random_points_are_far_less_equivariant_than_healpix():
+    common = dict(num_signals=2, num_rotations=2, squared=False)
+    points = equivariance_error(_random_points_graph(768, k=20), [4, 12], **common)
+    healpix = equivariance_error(healpix_graph(8, k=20), [4, 12], lmax=20, **common)
+    for ell in (4, 12):
+        assert np.isfinite(points[ell]) and points[ell] > 5 * healpix[ell]
+
+
+def test_width_tuning_works_on_any_sampling():
+    rng = np.random.default_rng(1)
+    pos = rng.standard_normal((600, 3))
+    pos /= np.linalg.norm(pos, axis=1, keepdims=True)
+    common = dict(num_signals=2, num_rotations=2)
+    t_opt, err = tune_kernel_width(lambda t: knn_graph(pos, k=8, kernel=t), [4, 8],
+                                   maxiter=12, xatol=0.05, **common)
+
+    def objective(t: float) -> float:
+        errors = equivariance_error(knn_graph(pos, k=8, kernel=t), [4, 8], **common)
+        return float(np.mean(list(errors.values())))
+
+    assert objective(t_opt) == pytest.approx(err, rel=1e-9)
+    assert err < objective(t_opt / 3) and err < objective(t_opt * 3)
+
+
+def test_other_samplings_need_the_least_squares_method():
+    with pytest.raises(ValueError, match="method='lsq'"):
+        equivariance_error(_random_points_graph(500), [2], method="iter")
+
+
+def test_masked_graph_of_any_sampling_is_rejected():
+    graph = _random_points_graph(500, mask=np.arange(400))
+    with pytest.raises(ValueError, match="whole sphere"):
         equivariance_error(graph, [2])
+
+
+def test_too_high_lmax_for_the_points_is_rejected():
+    graph = _random_points_graph(200)
+    with pytest.raises(ValueError, match="lower lmax"):
+        equivariance_error(graph, [2], lmax=20)
 
 
 @pytest.mark.parametrize("ells", [0, [2, 3 * NSIDE], -1, []])
