@@ -11,6 +11,7 @@ from .kernels import (
     heat_kernel,
     sigma_to_t,
 )
+from .knn_graph import knn_graph
 from .laplacian import (
     estimate_lambda_max,
     harmonic_scale,
@@ -19,6 +20,8 @@ from .laplacian import (
     laplacian_scipy,
     rescaled_laplacian,
 )
+from .lonlat import region_mask
+from .points import nodes_to_points, points_graph, points_hierarchy, points_to_nodes
 from .sphere_graph import SphereGraph
 
 __all__ = [
@@ -34,6 +37,12 @@ __all__ = [
     "healpix_kernel_sigma",
     "hierarchy_data",
     "healpix_kernel_width",
+    "knn_graph",
+    "nodes_to_points",
+    "points_graph",
+    "points_hierarchy",
+    "points_to_nodes",
+    "region_mask",
     "lambda_max_bound",
     "laplacian",
     "laplacian_scipy",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import Any
 
 import healpy as hp
 import numpy as np
@@ -139,6 +140,14 @@ class SphereHierarchy:
             graphs.append(graph)
             coverage.append(torch.from_numpy(observed / 4.0**level).float())
         return cls(graphs, pool_index, coverage)
+
+    @classmethod
+    def points(cls, lon: object, lat: object, levels: int, **kwargs: Any) -> SphereHierarchy:
+        """Irregular point set (stations) pooled into occupied HEALPix cells:
+        :func:`~deepsphere_pyg.graphs.points.points_hierarchy`."""
+        from .points import points_hierarchy
+
+        return points_hierarchy(lon, lat, levels, **kwargs)
 
     # ------------------------------------------------------------------- access
     def __len__(self) -> int:

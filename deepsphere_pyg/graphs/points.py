@@ -1,0 +1,620 @@
+r"""Graphs of irregular point sets (weather stations, cities, sensors) and their hierarchies.
+
+**Coordinates.** Points are given as longitude and latitude in degrees (longitude east in
+``[-180, 360]``, latitude north in ``[-90, 90]``; see :mod:`deepsphere_pyg.graphs.lonlat`)
+and placed at the unit vectors
+:math:`x = (\cos\theta \cos\phi,\ \cos\theta \sin\phi,\ \sin\theta)`.
+Distances are chord distances :math:`d_{ij} = \|x_i - x_j\|`; angles such as
+``merge_distance`` are great-circle angles in degrees (on the Earth one degree is about
+111.2 km), so the same code serves the sky and the globe.
+
+**Edges.** The union-symmetrised k-NN graph of
+:func:`~deepsphere_pyg.graphs.knn_graph.knn_graph`, with heat-kernel weights
+:math:`w_{ij} = \exp(-d_{ij}^2 / (4 t_{ij}))`. Writing :math:`m_i` for the mean squared
+distance of point ``i`` to its ``k`` nearest neighbours and :math:`\alpha(k)` for the
+ratio of the DeepSphere v2 widths to the mean squared k-NN distance on HEALPix
+(:func:`~deepsphere_pyg.graphs.knn_graph.knn_width_ratio`; :math:`\alpha(8) = 0.137`),
+the widths are
+
+* ``"global"``: :math:`t = \alpha(k)\, \overline{m}` (one width, for near-uniform sets);
+* ``"adaptive"``: :math:`t_{ij} = \alpha(k) \max(m_i, m_j)` (local scaling);
+* a positive float: that :math:`t` for every edge.
+
+``kernel="auto"`` (the default) resolves to ``"adaptive"``. Station networks are
+strongly non-uniform (the world cities of GeoNames: :math:`m_i` spans seven orders of
+magnitude). A global width fitted to the dense regions makes the weights of remote
+stations underflow to 0 (886 zero weights in float32 on the cities). With the maximum of
+the two local scales, an edge of ``i``'s own list has
+:math:`d_{ij}^2 \le k\, m_i \le k \max(m_i, m_j)`, so every weight is at least
+:math:`\exp(-k / (4\alpha(k)))` (:math:`4.5 \cdot 10^{-7}` for ``k = 8``; in practice the
+exponent stays below :math:`\approx 15`). On a uniform sampling both rules give the
+calibrated global width to a few per cent.
+
+**Duplicates.** Points closer than ``merge_distance`` (default
+:data:`DUPLICATE_DISTANCE_DEG`, about 0.2 arcsec, the builder's duplicate threshold) cannot
+be separate nodes. ``duplicates="raise"`` reports them by input index;
+``duplicates="merge"`` joins every group of points linked by pairs closer than
+``merge_distance`` (single linkage: a chain of close points forms one group) into one node
+placed at the normalised mean of the group's unit vectors, and ``point_index`` records the
+node of each input point. :func:`points_to_nodes` averages values given per point onto the
+nodes, :func:`nodes_to_points` copies node values back to the points.
+
+**Hierarchy.** :func:`points_hierarchy` pools the points into the occupied HEALPix cells of
+decreasing resolution, so every pooling layer works for any station network.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import healpy as hp
+import numpy as np
+import scipy.sparse
+import torch
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+
+from .checks import check_nside, check_positive_int
+from .hierarchy import SphereHierarchy
+from .knn_graph import DUPLICATE_DIST2, check_kernel, keep_index, knn_graph
+from .lonlat import check_lonlat, lonlat_to_vec, region_mask, vec_to_lonlat
+from .sphere_graph import SphereGraph
+
+#: Kernel names accepted by :func:`points_graph` besides a positive float ``t``.
+POINT_KERNELS = ("auto", "global", "adaptive")
+
+#: Great-circle angle (degrees) below which two points are duplicates: the chord
+#: :math:`\sqrt{\mathtt{DUPLICATE\_DIST2}} = 10^{-6}` of the k-NN builder (about 0.2 arcsec,
+#: 6 m on the Earth).
+DUPLICATE_DISTANCE_DEG = math.degrees(2.0 * math.asin(math.sqrt(DUPLICATE_DIST2) / 2.0))
+
+#: Largest HEALPix nside (order 29) considered by :func:`default_cells_nside`.
+_MAX_NSIDE = 1 << 29
+
+
+# ----------------------------------------------------------------------- public API
+def points_graph(
+    lon: object,
+    lat: object,
+    *,
+    k: int = 8,
+    kernel: str | float = "auto",
+    mask: object = None,
+    region: Sequence[float] | None = None,
+    duplicates: str = "raise",
+    merge_distance: float | None = None,
+    isolated: str = "raise",
+    dtype: torch.dtype = torch.float32,
+) -> SphereGraph:
+    r"""k-NN heat-kernel graph of points given by longitude and latitude (degrees).
+
+    Nodes are the points in input order (after ``duplicates="merge"``: one node per group
+    of merged points, ordered by the group's first input point). Edges join each node to
+    its ``k`` nearest nodes by chord distance, symmetrised as the union of both directions,
+    so every node of an unmasked graph has at least ``k`` neighbours. Weights follow
+    ``kernel`` (module docstring; ``"auto"`` = ``"adaptive"``,
+    :math:`t_{ij} = \alpha(k) \max(m_i, m_j)`).
+
+    **Partial coverage.** ``mask`` and ``region`` select input points; a node is kept when
+    any of its points is. The graph is the subgraph of the full graph induced by the kept
+    nodes (the same edges and weights as in the full graph; nodes near the border of the
+    selection keep fewer neighbours), as for masked HEALPix graphs. To build a graph of
+    the selected points alone, index ``lon`` and ``lat`` before the call instead.
+
+    Args:
+        lon: ``[P]`` longitudes in degrees east, in ``[-180, 360]`` (array-like or tensor).
+        lat: ``[P]`` latitudes in degrees north, in ``[-90, 90]``.
+        k: neighbours per node before symmetrisation, ``1 <= k`` < number of nodes.
+        kernel: ``"auto"``, ``"global"``, ``"adaptive"``, ``"adaptive"`` or a positive
+            float width :math:`t`.
+        mask: ``None``, a boolean ``[P]`` mask or integer ids of the kept input points.
+        region: ``(lon_min, lon_max, lat_min, lat_max)`` box in degrees (inclusive;
+            ``lon_min > lon_max`` crosses the antimeridian), combined with ``mask`` by "and".
+        duplicates: ``"raise"`` or ``"merge"`` points closer than ``merge_distance``.
+        merge_distance: great-circle angle in degrees (default and minimum
+            :data:`DUPLICATE_DISTANCE_DEG`; values below it act as it).
+        isolated: kept nodes left without a neighbour by ``mask``/``region``: ``"raise"``,
+            or ``"drop"`` them (with a warning).
+        dtype: floating dtype of ``pos``, ``edge_weight``, ``lon`` and ``lat``.
+
+    Returns:
+        A :class:`SphereGraph` with ``sampling="points"``, ``pos`` ``[N, 3]``,
+        ``edge_index``, ``edge_weight``, ``k``, ``kernel`` (the resolved rule name, or
+        ``"custom"`` for a float), ``kernel_width`` (:math:`t`; the median :math:`t_{ij}`
+        of the local rules) and
+
+        * ``lon``, ``lat``: ``[N]`` node coordinates in degrees. A node of one point keeps
+          its input coordinates; a merged node gets those of its mean direction, with
+          longitude in ``[-180, 180)`` if any input longitude is negative, else
+          ``[0, 360)``.
+        * ``point_index``: LongTensor ``[P]``, the node of each input point (``-1`` for
+          points outside ``mask``/``region`` or on dropped nodes).
+        * ``num_points``: LongTensor ``[N]``, the number of input points of each node.
+        * ``pixels``: ``[N]`` ids of the kept nodes among all nodes (``None`` when every
+          node is kept).
+        * ``merge_distance``: the duplicate distance used, in degrees.
+
+    Raises:
+        ValueError: lon/lat not 1-D, of different lengths, non-finite or out of range;
+            fewer than ``k + 1`` distinct points; duplicates with ``duplicates="raise"``;
+            an empty selection; isolated kept nodes with ``isolated="raise"``; weights
+            underflowing to 0 (a float ``t`` far too small).
+        TypeError: ``kernel``, ``mask`` or ``dtype`` of the wrong type.
+    """
+    graph, _ = _points_level(lon, lat, k=k, kernel=kernel, mask=mask, region=region,
+                             duplicates=duplicates, merge_distance=merge_distance,
+                             isolated=isolated, dtype=dtype)
+    return graph
+
+
+def points_hierarchy(
+    lon: object,
+    lat: object,
+    levels: int,
+    *,
+    k: int | Sequence[int] = 8,
+    kernel: str | float | Sequence[str | float] = "auto",
+    nside: int | None = None,
+    mask: object = None,
+    region: Sequence[float] | None = None,
+    duplicates: str = "raise",
+    merge_distance: float | None = None,
+    isolated: str = "raise",
+    dtype: torch.dtype = torch.float32,
+) -> SphereHierarchy:
+    r"""Points graph and the graphs of the HEALPix cells that hold the points.
+
+    Level 0 is :func:`points_graph`. Level ``l >= 1`` has one node per HEALPix cell at
+    :math:`n_\mathrm{side}^{(l)} = n_\mathrm{side} / 2^{l-1}` (NEST) that holds at least
+    one level-0 node; empty cells are dropped, so every coarse node has children and
+    pooling (average or max over children) is defined for any station network. A level-0
+    node belongs to the cell :func:`healpy.ang2pix` gives for its (lon, lat); a cell at
+    level ``l + 1`` is the NEST parent (``cell // 4``) of its level-``l`` cells.
+
+    **Node positions.** A cell's node sits at the normalised mean of the unit vectors of
+    the (kept) input points it holds (a merged node counts once per point), not at the
+    cell centre: the coarse graph follows where the data is (a cell with one station in a
+    corner is represented at that station), and a k-NN graph of such nodes keeps the
+    network's geometry at every level.
+
+    **Default nside.** The largest power of two for which the number of occupied cells is
+    at most :math:`N / 4` (``N`` level-0 nodes): about four nodes per coarse node on
+    average, as in HEALPix's 4-to-1 pooling (nside 1 if even that has more cells).
+
+    **Coarse graphs.** :func:`~deepsphere_pyg.graphs.knn_graph.knn_graph` of the cell nodes
+    with :math:`k_l = \min(k, N_l - 1)` and the same kernel rule (``"auto"`` =
+    ``"adaptive"``). They carry ``sampling="point_cells"``, ``nside``, ``nest=True``,
+    ``pixels`` (NEST ids of the cells), ``lon``, ``lat`` and ``num_points``.
+
+    **Coverage.** An area fraction is not defined for points: ``coverage`` is 1 for every
+    node; ``num_points`` (number of input points under each node) on each graph gives the
+    sampling density instead.
+
+    Args:
+        lon, lat: ``[P]`` coordinates in degrees (see :func:`points_graph`).
+        levels: number of graphs (``>= 1``), finest first.
+        k: neighbours per node, one value or one per level.
+        kernel: one rule for every level or one per level (:func:`points_graph`). A single
+            float :math:`t` is used at every level; give a list to scale it per level.
+        nside: resolution of the level-1 cells (power of two; default above). Needs
+            ``nside >= 2^(levels - 2)``.
+        mask, region, duplicates, merge_distance, isolated, dtype: as in
+            :func:`points_graph` (they act on level 0).
+
+    Returns:
+        A :class:`SphereHierarchy` whose ``pool_index[l]`` maps each level-``l`` node to
+        its level-``l + 1`` cell.
+
+    Raises:
+        ValueError: as :func:`points_graph`; ``levels`` needing an nside below 1; a level
+            with fewer than 2 occupied cells (use fewer ``levels``).
+    """
+    levels = check_positive_int(levels, "levels")
+    ks = [k] * levels if not isinstance(k, Sequence) else list(k)
+    kernels = ([kernel] * levels if isinstance(kernel, (str, numbers.Real))
+               else list(kernel))
+    if len(ks) != levels:
+        raise ValueError(f"k must be an int or a list of {levels} ints (levels={levels}), "
+                         f"got {k!r}")
+    if len(kernels) != levels:
+        raise ValueError(f"kernel must be one rule or a list of {levels} rules "
+                         f"(levels={levels}), got {kernel!r}")
+    kernels = [_resolve_kernel(rule) for rule in kernels]
+    for level in range(1, levels):
+        check_positive_int(ks[level], f"k[{level}]")
+
+    graph, nodes = _points_level(lon, lat, k=ks[0], kernel=kernels[0], mask=mask,
+                                 region=region, duplicates=duplicates,
+                                 merge_distance=merge_distance, isolated=isolated,
+                                 dtype=dtype)
+    node_pos, node_lon, node_lat, counts, negative_lon = nodes
+    if nside is None:
+        nside = default_cells_nside(node_lon, node_lat)
+    else:
+        nside = check_nside(nside)
+    if levels > 1 and nside >> (levels - 2) < 1:
+        raise ValueError(f"levels={levels} halves nside={nside} below 1 (level l >= 1 uses "
+                         f"nside / 2^(l-1)); use at most {nside.bit_length() + 1} levels or a "
+                         "larger nside")
+
+    graphs, pool_index = [graph], []
+    cells = hp.ang2pix(nside, node_lon, node_lat, nest=True, lonlat=True).astype(np.int64)
+    # Sum of the unit vectors of the input points under each node of the current level.
+    sums = node_pos * counts[:, None]
+    for level in range(1, levels):
+        level_nside = nside >> (level - 1)
+        if level > 1:
+            cells = cells // 4
+        pixels, parent = np.unique(cells, return_inverse=True)
+        parent = parent.reshape(-1)
+        num_cells = pixels.size
+        if num_cells < 2:
+            raise ValueError(
+                f"level {level} (nside={level_nside}) holds only {num_cells} occupied cell; "
+                f"a graph needs at least 2 nodes: use levels <= {level} (got levels="
+                f"{levels}) or a larger nside")
+        sums = _group_sum(sums, parent, num_cells)
+        counts = np.bincount(parent, weights=counts, minlength=num_cells).astype(np.int64)
+        pos = _normalise_rows(sums, pixels, level_nside)
+        cell_lon, cell_lat = _node_lonlat(pos, negative_lon)
+        try:
+            coarse = _knn(pos, k=min(ks[level], num_cells - 1), kernel=kernels[level],
+                          mask=None, isolated="raise", dtype=dtype, sampling="point_cells",
+                          nside=int(level_nside), nest=True)
+        except ValueError as error:
+            raise ValueError(f"level {level} (nside={level_nside}): {error}") from error
+        coarse.pixels = torch.from_numpy(pixels)
+        coarse.lon = torch.from_numpy(cell_lon).to(dtype)
+        coarse.lat = torch.from_numpy(cell_lat).to(dtype)
+        coarse.num_points = torch.from_numpy(counts)
+        graphs.append(coarse)
+        pool_index.append(torch.from_numpy(parent.astype(np.int64)))
+        cells = pixels
+    coverage = [torch.ones(int(g.num_nodes)) for g in graphs]
+    return SphereHierarchy(graphs, pool_index, coverage)
+
+
+def default_cells_nside(lon: object, lat: object) -> int:
+    r"""Largest power of two ``nside`` whose occupied HEALPix cells number at most
+    :math:`N / 4` for the ``N`` points ``(lon, lat)`` (degrees); 1 if none does.
+
+    The occupied-cell count never decreases with ``nside`` (each cell has one parent), so
+    the search doubles ``nside`` from 1 until the count exceeds :math:`N / 4`.
+    """
+    lon_a, lat_a = check_lonlat(lon, lat)
+    limit = lon_a.size / 4.0
+    nside = 1
+    while nside < _MAX_NSIDE:
+        finer = hp.ang2pix(2 * nside, lon_a, lat_a, nest=True, lonlat=True)
+        if np.unique(finer).size > limit:
+            break
+        nside *= 2
+    return nside
+
+
+def points_to_nodes(values: object, graph: SphereGraph, dim: int = 0) -> torch.Tensor:
+    r"""Average values given per input point onto the nodes of a points graph.
+
+    Node ``n`` gets :math:`\frac{1}{|S_n|}\sum_{p \in S_n} v_p` over the points
+    :math:`S_n = \{p : \mathrm{point\_index}[p] = n\}`; points with ``point_index = -1``
+    (outside the mask) are ignored. Without merged points this is a reindexing.
+
+    Args:
+        values: ``[..., P, ...]`` tensor or array with the points along ``dim``.
+        graph: a graph from :func:`points_graph` (needs ``point_index``).
+        dim: the points dimension of ``values``.
+
+    Returns:
+        ``[..., N, ...]`` node values (floating; integer input is converted to the default
+        float dtype).
+
+    Raises:
+        TypeError: ``graph`` has no ``point_index``.
+        ValueError: ``values`` has not ``P`` entries along ``dim``.
+    """
+    index, values, dim = _point_args(values, graph, dim)
+    if not values.is_floating_point() and not values.is_complex():
+        values = values.to(torch.get_default_dtype())
+    keep = index >= 0
+    if not bool(keep.all()):
+        values = values.index_select(dim, torch.nonzero(keep).view(-1))
+        index = index[keep]
+    num_nodes = int(graph.num_nodes)
+    shape = list(values.shape)
+    shape[dim] = num_nodes
+    out = torch.zeros(shape, dtype=values.dtype, device=values.device)
+    out.index_add_(dim, index, values)
+    counts = torch.bincount(index, minlength=num_nodes).to(values.dtype)
+    view = [1] * values.dim()
+    view[dim] = num_nodes
+    return out / counts.view(view)
+
+
+def nodes_to_points(values: object, graph: SphereGraph, dim: int = 0,
+                    fill: float = float("nan")) -> torch.Tensor:
+    """Copy node values to the input points of a points graph (each point gets its node's).
+
+    Args:
+        values: ``[..., N, ...]`` tensor or array with the nodes along ``dim``.
+        graph: a graph from :func:`points_graph` (needs ``point_index``).
+        dim: the nodes dimension of ``values``.
+        fill: value of the points without a node (``point_index = -1``).
+
+    Returns:
+        ``[..., P, ...]`` values per input point.
+
+    Raises:
+        TypeError: ``graph`` has no ``point_index``.
+        ValueError: ``values`` has not ``N`` entries along ``dim``; ``fill`` not
+            representable (NaN into an integer tensor) while some point has no node.
+    """
+    index = _point_index(graph)
+    values = torch.as_tensor(values)
+    dim = _check_dim(dim, values)
+    if values.shape[dim] != int(graph.num_nodes):
+        raise ValueError(f"values must have {int(graph.num_nodes)} entries (one per node) "
+                         f"along dim={dim}, got shape {tuple(values.shape)}")
+    index = index.to(values.device)
+    out = values.index_select(dim, index.clamp(min=0))
+    missing = index < 0
+    if bool(missing.any()):
+        if not values.is_floating_point() and not math.isfinite(fill):
+            raise ValueError(f"fill={fill!r} cannot be stored in {values.dtype}; pass an "
+                             "integer fill for integer values")
+        view = [1] * values.dim()
+        view[dim] = index.numel()
+        out = out.masked_fill(missing.view(view), fill)
+    return out
+
+
+# ------------------------------------------------------------------ level 0 (points)
+def _points_level(
+    lon: object, lat: object, *, k: int, kernel: object, mask: object,
+    region: Sequence[float] | None, duplicates: str, merge_distance: float | None,
+    isolated: str, dtype: torch.dtype,
+) -> tuple[SphereGraph, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]]:
+    """The points graph and float64 data of its kept nodes: ``(pos, lon, lat, counts,
+    negative_lon)`` (``negative_lon``: whether any input longitude is negative)."""
+    lon_a, lat_a = check_lonlat(lon, lat)
+    num_points = lon_a.size
+    rule = _resolve_kernel(kernel)
+    if duplicates not in ("raise", "merge"):
+        raise ValueError(f"duplicates must be 'raise' or 'merge', got {duplicates!r}")
+    if isolated not in ("raise", "drop"):
+        raise ValueError(f"isolated must be 'raise' or 'drop', got {isolated!r}")
+    _check_dtype(dtype)
+    k = check_positive_int(k, "k")
+    merge_deg = _check_merge_distance(merge_distance)
+    radius = 2.0 * math.sin(math.radians(merge_deg) / 2.0)  # chord of merge_deg
+
+    pos = lonlat_to_vec(lon_a, lat_a)
+    if duplicates == "raise":
+        groups = _close_groups(pos, radius)
+        if groups:
+            shown = ", ".join(str(g) for g in groups[:10])
+            raise ValueError(
+                f"lon/lat hold {len(groups)} group(s) of points closer than "
+                f"merge_distance={merge_deg:.3g} degrees ({merge_deg * 3600:.3g} arcsec) to "
+                f"each other, by input index: {shown}{' ...' if len(groups) > 10 else ''}; "
+                "remove them, or pass duplicates='merge' to merge each group into one node")
+        node_of_point, node_pos = np.arange(num_points), pos
+    else:
+        node_of_point, node_pos = merge_points(pos, radius)
+    num_nodes = node_pos.shape[0]
+    if num_nodes <= k:
+        merged = f" ({num_points} input points before merging)" if num_nodes < num_points else ""
+        raise ValueError(f"k={k} neighbours need at least k + 1 = {k + 1} distinct points, "
+                         f"got {num_nodes}{merged}; choose k <= {max(num_nodes - 1, 0)} or "
+                         "give more points")
+
+    # Selection: kept input points -> kept nodes (a node is kept if any point is).
+    kept_points = np.ones(num_points, dtype=bool)
+    ids = keep_index(mask, num_points, "mask")
+    if ids is not None:
+        kept_points[:] = False
+        kept_points[ids] = True
+    if region is not None:
+        inside = region_mask(lon_a, lat_a, region)
+        if not inside.any():
+            raise ValueError(f"region={tuple(region)!r} holds none of the {num_points} points; "
+                             "check the bounds (lon_min > lon_max crosses the antimeridian)")
+        kept_points &= inside
+        if not kept_points.any():
+            raise ValueError("mask and region together keep no point; check both")
+    node_mask = None
+    if not kept_points.all():
+        node_mask = np.zeros(num_nodes, dtype=bool)
+        node_mask[node_of_point[kept_points]] = True
+
+    # Node coordinates: a single point keeps its own, a merged node its mean direction.
+    negative_lon = bool((lon_a < 0).any())
+    group_size = np.bincount(node_of_point, minlength=num_nodes)
+    first_point = np.full(num_nodes, num_points, dtype=np.int64)
+    np.minimum.at(first_point, node_of_point, np.arange(num_points))
+    node_lon, node_lat = lon_a[first_point].copy(), lat_a[first_point].copy()
+    merged = group_size > 1
+    if merged.any():
+        node_lon[merged], node_lat[merged] = _node_lonlat(node_pos[merged], negative_lon)
+
+    graph = _knn(node_pos, k=k, kernel=rule, mask=node_mask, isolated=isolated, dtype=dtype,
+                 sampling="points")
+    kept_nodes = np.arange(num_nodes) if graph.pixels is None else graph.pixels.numpy()
+    local = np.full(num_nodes, -1, dtype=np.int64)
+    local[kept_nodes] = np.arange(kept_nodes.size)
+    point_index = np.where(kept_points, local[node_of_point], -1)
+    counts = np.bincount(point_index[point_index >= 0], minlength=kept_nodes.size)
+
+    graph.lon = torch.from_numpy(node_lon[kept_nodes]).to(dtype)
+    graph.lat = torch.from_numpy(node_lat[kept_nodes]).to(dtype)
+    graph.point_index = torch.from_numpy(point_index)
+    graph.num_points = torch.from_numpy(counts.astype(np.int64))
+    graph.merge_distance = float(merge_deg)
+    nodes = (node_pos[kept_nodes], node_lon[kept_nodes], node_lat[kept_nodes],
+             counts.astype(np.int64), negative_lon)
+    return graph, nodes
+
+
+def merge_points(pos: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    r"""Merge groups of unit vectors linked by pairs closer than chord ``radius``.
+
+    Groups are the connected components of the graph of pairs with
+    :math:`\|x_i - x_j\| \le r` (single linkage, via :meth:`scipy.spatial.cKDTree.query_pairs`
+    and :func:`scipy.sparse.csgraph.connected_components`); each becomes one node at the
+    normalised mean of its points' unit vectors. If two nodes end up closer than ``r``, they
+    are merged in turn, so the returned nodes are more than ``r`` apart.
+
+    Args:
+        pos: ``[P, 3]`` float64 unit vectors.
+        radius: chord distance :math:`r = 2 \sin(\theta / 2)` of the merge angle
+            :math:`\theta`.
+
+    Returns:
+        ``(node_of_point, node_pos)``: int64 ``[P]`` node of each point (nodes ordered by
+        their first point) and float64 ``[N, 3]`` node unit vectors.
+
+    Raises:
+        ValueError: a group whose unit vectors cancel (merge angle far too large).
+    """
+    pos = np.asarray(pos, dtype=np.float64)
+    num_points = pos.shape[0]
+    node_of_point = np.arange(num_points)
+    node_pos = pos
+    while node_pos.shape[0] > 1:
+        pairs = cKDTree(node_pos).query_pairs(radius, output_type="ndarray")
+        if pairs.shape[0] == 0:
+            break
+        n = node_pos.shape[0]
+        links = scipy.sparse.coo_array(
+            (np.ones(pairs.shape[0]), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+        num_groups, labels = connected_components(links, directed=False)
+        node_of_point = labels[node_of_point]
+        # Order the groups by their first point.
+        first = np.full(num_groups, num_points, dtype=np.int64)
+        np.minimum.at(first, node_of_point, np.arange(num_points))
+        rank = np.empty(num_groups, dtype=np.int64)
+        rank[np.argsort(first, kind="stable")] = np.arange(num_groups)
+        node_of_point = rank[node_of_point]
+        sums = _group_sum(pos, node_of_point, num_groups)
+        norms = np.linalg.norm(sums, axis=1)
+        weak = norms < 1e-9 * np.bincount(node_of_point, minlength=num_groups)
+        if weak.any():
+            raise ValueError("merged points have no mean direction (the merge angle joins "
+                             "points from opposite sides of the sphere); use a much smaller "
+                             "merge_distance")
+        node_pos = sums / norms[:, None]
+    return node_of_point.astype(np.int64), node_pos
+
+
+# ---------------------------------------------------------------------- edge weights
+def _knn(pos: np.ndarray, *, k: int, kernel: str | float, mask: np.ndarray | None,
+         isolated: str, dtype: torch.dtype, sampling: str, **metadata: Any) -> SphereGraph:
+    """:func:`knn_graph` of float64 unit vectors."""
+    return knn_graph(pos, k=k, kernel=kernel, mask=mask, isolated=isolated,
+                     sampling=sampling, dtype=dtype, **metadata)
+
+
+def _resolve_kernel(kernel: object) -> str | float:
+    """``"auto"`` -> ``"adaptive"``; other names and floats checked."""
+    if isinstance(kernel, str):
+        if kernel not in POINT_KERNELS:
+            raise ValueError(f"kernel must be one of {POINT_KERNELS} or a positive float t, "
+                             f"got {kernel!r}")
+        if kernel == "auto":
+            return "adaptive"
+    try:
+        return check_kernel(kernel)
+    except TypeError as error:
+        raise TypeError(f"kernel must be one of {POINT_KERNELS} or a positive float t, "
+                        f"got {kernel!r}") from error
+
+
+# ---------------------------------------------------------------------------- helpers
+def _close_groups(pos: np.ndarray, radius: float) -> list[list[int]]:
+    """Groups (input indices, ascending) of points linked by pairs within chord ``radius``."""
+    pairs = cKDTree(pos).query_pairs(radius, output_type="ndarray")
+    if pairs.shape[0] == 0:
+        return []
+    n = pos.shape[0]
+    links = scipy.sparse.coo_array((np.ones(pairs.shape[0]), (pairs[:, 0], pairs[:, 1])),
+                                   shape=(n, n))
+    _, labels = connected_components(links, directed=False)
+    involved = np.unique(pairs)
+    groups: dict[int, list[int]] = {}
+    for point in involved.tolist():
+        groups.setdefault(int(labels[point]), []).append(point)
+    return sorted(groups.values())
+
+
+def _check_merge_distance(merge_distance: object) -> float:
+    """The merge angle in degrees (at least :data:`DUPLICATE_DISTANCE_DEG`)."""
+    if merge_distance is None:
+        return DUPLICATE_DISTANCE_DEG
+    if isinstance(merge_distance, bool) or not isinstance(merge_distance, numbers.Real):
+        raise TypeError(f"merge_distance must be an angle in degrees (a float), got "
+                        f"{merge_distance!r}")
+    value = float(merge_distance)
+    if not (math.isfinite(value) and 0 <= value < 180):
+        raise ValueError(f"merge_distance must be an angle in degrees in [0, 180), got "
+                         f"{merge_distance!r} (one degree is about 111 km on the Earth)")
+    return max(value, DUPLICATE_DISTANCE_DEG)
+
+
+def _check_dtype(dtype: object) -> None:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch dtype (torch.float32, "
+                        f"torch.float64), got {dtype!r}")
+
+
+def _group_sum(values: np.ndarray, group: np.ndarray, num_groups: int) -> np.ndarray:
+    """``[num_groups, C]`` sums of the rows of ``values`` ``[M, C]`` by ``group``."""
+    return np.stack([np.bincount(group, weights=values[:, c], minlength=num_groups)
+                     for c in range(values.shape[1])], axis=1)
+
+
+def _normalise_rows(sums: np.ndarray, pixels: np.ndarray, nside: int) -> np.ndarray:
+    """Unit vectors of ``sums``; a (degenerate) zero sum falls back to the cell centre."""
+    norms = np.linalg.norm(sums, axis=1)
+    out = np.empty_like(sums)
+    ok = norms > 0
+    out[ok] = sums[ok] / norms[ok, None]
+    if not ok.all():
+        out[~ok] = np.stack(hp.pix2vec(nside, pixels[~ok], nest=True), axis=1)
+    return out
+
+
+def _node_lonlat(pos: np.ndarray, negative_lon: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Degrees of unit vectors, longitude in ``[-180, 180)`` or ``[0, 360)``."""
+    lon, lat = vec_to_lonlat(pos)
+    if negative_lon:
+        lon = (lon + 180.0) % 360.0 - 180.0
+    return lon, lat
+
+
+def _point_index(graph: SphereGraph) -> torch.Tensor:
+    if "point_index" not in graph:
+        raise TypeError("graph has no point_index; build it with points_graph or "
+                        "points_hierarchy (level 0)")
+    return graph.point_index
+
+
+def _check_dim(dim: int, values: torch.Tensor) -> int:
+    if values.dim() == 0:
+        raise ValueError("values must have at least one dimension (the points or nodes)")
+    if not -values.dim() <= dim < values.dim():
+        raise ValueError(f"dim={dim} is out of range for values of shape "
+                         f"{tuple(values.shape)}")
+    return dim % values.dim()
+
+
+def _point_args(values: object, graph: SphereGraph,
+                dim: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    index = _point_index(graph)
+    values = torch.as_tensor(values)
+    dim = _check_dim(dim, values)
+    if values.shape[dim] != index.numel():
+        raise ValueError(f"values must have {index.numel()} entries (one per input point) "
+                         f"along dim={dim}, got shape {tuple(values.shape)}")
+    return index.to(values.device), values, dim
