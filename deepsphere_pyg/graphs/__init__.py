@@ -4,6 +4,7 @@ from .equivariance import equivariance_error, tune_kernel_width
 from .healpix import healpix_graph
 from .hierarchy import SphereHierarchy
 from .hierarchy_data import HierarchyData, hierarchy_data
+from .icosahedral import icosahedral_graph, icosahedral_hierarchy, icosahedral_vertices
 from .kernels import (
     V2_KERNEL_WIDTHS,
     healpix_kernel_sigma,
@@ -37,6 +38,9 @@ __all__ = [
     "healpix_kernel_sigma",
     "hierarchy_data",
     "healpix_kernel_width",
+    "icosahedral_graph",
+    "icosahedral_hierarchy",
+    "icosahedral_vertices",
     "knn_graph",
     "nodes_to_points",
     "points_graph",

@@ -149,6 +149,14 @@ class SphereHierarchy:
 
         return points_hierarchy(lon, lat, levels, **kwargs)
 
+    @classmethod
+    def icosahedral(cls, level: int, levels: int, **kwargs: Any) -> SphereHierarchy:
+        """Subdivided icosahedron, cells of neighbouring vertices pooled:
+        :func:`~deepsphere_pyg.graphs.icosahedral.icosahedral_hierarchy`."""
+        from .icosahedral import icosahedral_hierarchy
+
+        return icosahedral_hierarchy(level, levels, **kwargs)
+
     # ------------------------------------------------------------------- access
     def __len__(self) -> int:
         return len(self.graphs)
