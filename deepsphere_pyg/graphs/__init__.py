@@ -1,5 +1,12 @@
 """Sphere samplings as graphs: builders, edge-weight recipes, hierarchies, Laplacians."""
 
+from .equiangular import (
+    equiangular_graph,
+    equiangular_grid,
+    equiangular_hierarchy,
+    grid_to_nodes,
+    nodes_to_grid,
+)
 from .equivariance import equivariance_error, tune_kernel_width
 from .healpix import healpix_graph
 from .hierarchy import SphereHierarchy
@@ -30,7 +37,12 @@ __all__ = [
     "SphereGraph",
     "SphereHierarchy",
     "V2_KERNEL_WIDTHS",
+    "equiangular_graph",
+    "equiangular_grid",
+    "equiangular_hierarchy",
     "equivariance_error",
+    "grid_to_nodes",
+    "nodes_to_grid",
     "estimate_lambda_max",
     "heat_kernel",
     "harmonic_scale",

@@ -142,6 +142,14 @@ class SphereHierarchy:
         return cls(graphs, pool_index, coverage)
 
     @classmethod
+    def equiangular(cls, nlat: int, levels: int, **kwargs: Any) -> SphereHierarchy:
+        """Lat-lon grid pooled by 2x2 (lat x lon) blocks:
+        :func:`~deepsphere_pyg.graphs.equiangular.equiangular_hierarchy`."""
+        from .equiangular import equiangular_hierarchy
+
+        return equiangular_hierarchy(nlat, levels, **kwargs)
+
+    @classmethod
     def points(cls, lon: object, lat: object, levels: int, **kwargs: Any) -> SphereHierarchy:
         """Irregular point set (stations) pooled into occupied HEALPix cells:
         :func:`~deepsphere_pyg.graphs.points.points_hierarchy`."""
