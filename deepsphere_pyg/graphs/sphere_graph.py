@@ -29,6 +29,11 @@ class SphereGraph(Data):
     masks, ``None`` on the full sky), ``k`` and ``kernel_width`` (the heat-kernel
     :math:`t`).
 
+    Maps from a sampling's own layout to the nodes (``grid_index`` of lat-lon grids,
+    ``point_index`` of merged point sets: ``-1`` for cells or points without a node) index
+    the graph's own nodes and are not shifted when graphs are batched; convert data to
+    node signals per sample, before batching.
+
     Derived sparse operators (Laplacians) are computed on demand by
     :mod:`deepsphere_pyg.graphs.laplacian` and cached on the instance (see
     :meth:`cached`); the cache is keyed by the identity and version of ``edge_index``
@@ -53,6 +58,14 @@ class SphereGraph(Data):
             **metadata,
         )
         self.__dict__["_operator_cache"] = {}
+
+    #: Attributes holding node ids of this graph alone (never offset by PyG batching).
+    LAYOUT_MAPS = ("grid_index", "point_index")
+
+    def __inc__(self, key: str, value: Any, *args: Any, **kwargs: Any) -> Any:
+        if key in self.LAYOUT_MAPS:
+            return 0
+        return super().__inc__(key, value, *args, **kwargs)
 
     # ----------------------------------------------------------------- metadata
     @property

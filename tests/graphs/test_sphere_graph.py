@@ -71,3 +71,16 @@ def test_pixels_attribute_is_optional():
     assert graph.pixels.tolist() == [3, 5] and "pixels" in graph
     graph.pixels = None
     assert "pixels" not in graph
+
+
+def test_layout_maps_are_not_offset_when_batching():
+    from deepsphere_pyg.graphs import equiangular_graph
+
+    mask = np.zeros((8, 8), dtype=bool)
+    mask[2:6, :] = True
+    graph = equiangular_graph(8, grid="soft", k=4, mask=mask)
+    batch = Batch.from_data_list([graph, graph])
+    assert torch.equal(batch.grid_index, torch.cat([graph.grid_index, graph.grid_index]))
+    assert int(batch.grid_index.min()) == -1
+    assert torch.equal(batch.edge_index[:, graph.num_edges:],
+                       graph.edge_index + graph.num_nodes)
