@@ -1,0 +1,39 @@
+"""Spherical wavelet scattering: a fixed front-end computed once per data set.
+
+:class:`SphericalScattering` (an ``nn.Module``) and :class:`ScatteringTransform` (a PyG
+transform) compute the scattering coefficients of maps on a
+:class:`~deepsphere_pyg.graphs.SphereHierarchy` with one of two backends, selected by
+name: ``"harmonic"`` (:class:`HarmonicBackend`, exact healpy transforms, full-sky HEALPix)
+or ``"graph"`` (``GraphBackend`` in :mod:`deepsphere_pyg.scattering.graph_backend`,
+Chebyshev graph filters, any sampling; imported when first used).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .backend import ScatteringBackend
+from .filters import FilterBank, ScatteringPath, scattering_paths
+from .harmonic import HarmonicBackend
+from .module import SphericalScattering, hierarchy_fingerprint
+from .transform import ScatteringTransform
+
+__all__ = [
+    "FilterBank",
+    "HarmonicBackend",
+    "ScatteringBackend",
+    "ScatteringPath",
+    "ScatteringTransform",
+    "SphericalScattering",
+    "hierarchy_fingerprint",
+    "scattering_paths",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The graph backend is imported on first use (see module.BACKENDS).
+    if name == "GraphBackend":
+        from .graph_backend import GraphBackend
+
+        return GraphBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
