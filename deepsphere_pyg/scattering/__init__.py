@@ -6,6 +6,10 @@ transform) compute the scattering coefficients of maps on a
 name: ``"harmonic"`` (:class:`HarmonicBackend`, exact healpy transforms, full-sky HEALPix)
 or ``"graph"`` (``GraphBackend`` in :mod:`deepsphere_pyg.scattering.graph_backend`,
 Chebyshev graph filters, any sampling; imported when first used).
+
+:func:`precompute` runs a transform over a whole data set into an on-disk
+:class:`CoefficientStore` (zarr, one chunk per map, resumable, split over ranks);
+:class:`CachedCoefficients` reads it back as a ``Dataset``.
 """
 
 from __future__ import annotations
@@ -13,12 +17,15 @@ from __future__ import annotations
 from typing import Any
 
 from .backend import ScatteringBackend
+from .cache import CachedCoefficients, CoefficientStore, precompute
 from .filters import FilterBank, ScatteringPath, scattering_paths
 from .harmonic import HarmonicBackend
 from .module import SphericalScattering, hierarchy_fingerprint
 from .transform import ScatteringTransform
 
 __all__ = [
+    "CachedCoefficients",
+    "CoefficientStore",
     "FilterBank",
     "HarmonicBackend",
     "ScatteringBackend",
@@ -26,6 +33,7 @@ __all__ = [
     "ScatteringTransform",
     "SphericalScattering",
     "hierarchy_fingerprint",
+    "precompute",
     "scattering_paths",
 ]
 
