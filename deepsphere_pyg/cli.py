@@ -13,6 +13,7 @@ import torch
 
 from .graphs import harmonic_scale, healpix_graph
 from .graphs.chebyshev import chebyshev_filter
+from .scattering.command import add_parser as add_scatter_parser
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -101,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--plot", metavar="FILE.png", help="write the three maps (matplotlib)")
     demo.set_defaults(run=_demo)
+    add_scatter_parser(commands)
     return parser
 
 
