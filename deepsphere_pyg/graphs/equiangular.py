@@ -64,12 +64,24 @@ GRIDS = ("driscoll-healy", "soft", "clenshaw-curtis", "gauss-legendre")
 #: Edge recipes of :func:`equiangular_graph`.
 WEIGHTS = ("knn", "neighbours")
 
-#: What ``kernel="auto"`` means for k-NN graphs of equiangular grids. The rings near the
-#: poles are far denser than at the equator, so one global width over-weights them:
-#: measured with the combinatorial Laplacian on the four grid families (nlat 32 and 64,
-#: k = 8 and 20), local widths gave the lower mean equivariance error over degrees
-#: 2 to 24 (e.g. 0.30 vs 0.44 on Gauss-Legendre 64 x 128, 0.31 vs 0.85 at degree 2).
-AUTO_KERNEL = "adaptive"
+#: ``kernel="auto"`` for k-NN graphs of equiangular grids: the global width rule of
+#: :func:`~deepsphere_pyg.graphs.knn_graph.knn_graph` (calibrated on HEALPix) times this
+#: factor, per ``k`` (interpolated in :math:`\log k`, held constant outside). The factors
+#: are the widths found by :func:`~deepsphere_pyg.graphs.equivariance.tune_kernel_width`
+#: (combinatorial Laplacian, degrees nlat/16, nlat/4, 7 nlat/16) on Driscoll-Healy grids,
+#: geometric mean of nlat 64 and 128 (k=8: 2.00 and 1.83; k=20: 3.19 and 2.60; k=40: 5.66
+#: and 3.38). Rows of an equiangular grid are closer in longitude than in latitude, so
+#: the HEALPix width reaches too few rings; the tuned widths halve the mean equivariance
+#: error of the k=8 graph and make k=20 about 2.3 times more equivariant than the
+#: 4-neighbour graph (``scripts/equivariance_table.py``, BENCHMARKS.md).
+AUTO_WIDTH_FACTOR: dict[int, float] = {8: 1.91, 20: 2.88, 40: 4.37}
+
+
+def auto_width_factor(k: int) -> float:
+    r""":data:`AUTO_WIDTH_FACTOR` interpolated in :math:`\log k`."""
+    ks = sorted(AUTO_WIDTH_FACTOR)
+    return float(np.interp(math.log(k), np.log(ks), [AUTO_WIDTH_FACTOR[kk] for kk in ks]))
+
 
 _GRID_ALIASES = {"dh": "driscoll-healy", "cc": "clenshaw-curtis", "gl": "gauss-legendre"}
 
@@ -357,7 +369,7 @@ def _resolve_kernel(weights: object, kernel: object) -> str | float | None:
             raise ValueError(f"weights='neighbours' has fixed weights 1/d; kernel applies to "
                              f"weights='knn' only (leave kernel='auto'), got kernel={kernel!r}")
         return None
-    return AUTO_KERNEL if isinstance(kernel, str) and kernel == "auto" else check_kernel(kernel)
+    return "auto" if isinstance(kernel, str) and kernel == "auto" else check_kernel(kernel)
 
 
 def equiangular_graph(
@@ -381,9 +393,9 @@ def equiangular_graph(
       (:func:`~deepsphere_pyg.graphs.knn_graph.knn_graph`): ``k`` nearest nodes by chord
       distance, union-symmetrised, :math:`w_{ij} = \exp(-d_{ij}^2 / (4 t))`. ``kernel`` is
       ``"global"`` (one width :math:`t = \alpha(k)\, \overline{d^2}`), ``"adaptive"`` (local
-      widths :math:`t_{ij} = \alpha(k) \sqrt{m_i m_j}`, suited to the rings crowding
-      towards the poles), a float :math:`t`, or ``"auto"`` (= ``"adaptive"``,
-      :data:`AUTO_KERNEL`). Neighbours across the 0°/360° meridian are found
+      widths :math:`t_{ij} = \alpha(k) \max(m_i, m_j)`), a float :math:`t`, or ``"auto"``
+      (default: the global width times the tuned factor of :data:`AUTO_WIDTH_FACTOR`,
+      the most equivariant of these). Neighbours across the 0°/360° meridian are found
       like any other (the search works on unit vectors).
     * ``"neighbours"``: the 4-neighbour grid graph of Khasanova & Frossard (ICML 2017):
       every node is joined to the two nodes beside it in its row (wrapping around at
@@ -444,8 +456,12 @@ def equiangular_graph(
     kept = _kept_nodes(mask, region, layout)
     pos = _pos(layout)
     if weights == "knn":
-        graph = knn_graph(pos, k=k, kernel=resolved, mask=kept, isolated=isolated,
-                          sampling="equiangular", dtype=dtype)
+        auto = resolved == "auto"
+        graph = knn_graph(pos, k=k, kernel="global" if auto else resolved, mask=kept,
+                          isolated=isolated, sampling="equiangular", dtype=dtype,
+                          width_factor=auto_width_factor(k) if auto else 1.0)
+        if auto:
+            graph.kernel = "auto"
     else:
         graph = _neighbour_graph(layout, pos, kept, isolated, dtype)
     graph.grid = grid

@@ -118,6 +118,7 @@ def knn_graph(
     isolated: str = "raise",
     sampling: str = "points",
     dtype: torch.dtype = torch.float32,
+    width_factor: float = 1.0,
     **metadata: Any,
 ) -> SphereGraph:
     r"""Union-symmetrised k-NN heat-kernel graph of unit vectors ``pos``.
@@ -135,6 +136,9 @@ def knn_graph(
         isolated: kept nodes left without a neighbour: ``"raise"`` or ``"drop"`` (warns).
         sampling: name stored in the graph's ``sampling`` attribute.
         dtype: floating dtype of ``pos`` and ``edge_weight``.
+        width_factor: multiplies the rule's widths (``"global"``, ``"adaptive"``): a
+            sampling whose tuned width differs from the HEALPix-calibrated rule (lat-lon
+            grids) sets it from its own tuning.
         **metadata: further attributes stored in the graph (grid parameters, ...).
 
     Returns:
@@ -157,7 +161,9 @@ def knn_graph(
     neighbours, dist2 = knn_chord(pos, k, index_dtype=index_dtype_for(num_points))
     _check_duplicates(dist2, neighbours)
     local = dist2.mean(axis=1)  # m_i
-    ratio = knn_width_ratio(k)
+    if not (math.isfinite(width_factor) and width_factor > 0):
+        raise ValueError(f"width_factor must be positive and finite, got {width_factor!r}")
+    ratio = knn_width_ratio(k) * width_factor
     width = float(kernel) if isinstance(kernel, float) else ratio * float(local.mean())
     if kept is not None:
         neighbours, dist2, local = neighbours[kept], dist2[kept], local[kept]
@@ -176,7 +182,8 @@ def knn_graph(
             warnings.warn(f"dropping {lonely.size} isolated node(s) from the mask",
                           stacklevel=2)
             return knn_graph(pos, k=k, kernel=kernel, mask=np.setdiff1d(kept, lonely),
-                             sampling=sampling, dtype=dtype, **metadata)
+                             sampling=sampling, dtype=dtype, width_factor=width_factor,
+                             **metadata)
 
     if kernel == "adaptive":
         safe = np.maximum(neighbours, 0)

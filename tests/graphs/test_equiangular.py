@@ -10,7 +10,7 @@ import torch
 from scipy.spatial.distance import pdist
 
 from deepsphere_pyg.graphs.equiangular import (
-    AUTO_KERNEL,
+    AUTO_WIDTH_FACTOR,
     GRIDS,
     equiangular_graph,
     equiangular_grid,
@@ -193,7 +193,11 @@ def test_odd_nlon_has_no_edge_across_missing_pole():
 def test_knn_graph(grid):
     graph = equiangular_graph(SMALL[grid], grid=grid, k=8, dtype=torch.float64)
     check_undirected(graph)
-    assert graph.kernel == AUTO_KERNEL and AUTO_KERNEL in ("global", "adaptive")
+    assert graph.kernel == "auto"
+    global_graph = equiangular_graph(SMALL[grid], grid=grid, k=8, kernel="global",
+                                     dtype=torch.float64)
+    assert torch.equal(graph.edge_index, global_graph.edge_index)
+    assert graph.kernel_width == pytest.approx(AUTO_WIDTH_FACTOR[8] * global_graph.kernel_width)
     counts = torch.bincount(graph.edge_index[0], minlength=graph.num_nodes)
     assert counts.min() >= 8
     assert torch.all(graph.edge_weight > 0) and torch.all(graph.edge_weight <= 1)
@@ -568,3 +572,14 @@ def test_graph_batches_and_moves_like_pyg_data():
         copy = graph.clone()
     assert torch.equal(copy.grid_index, graph.grid_index)
     assert scipy.sparse.issparse(graph.to_scipy())
+
+
+def test_auto_width_is_more_equivariant_than_the_healpix_rule():
+    from deepsphere_pyg.graphs import equivariance_error
+
+    ells = [2, 8, 14]
+    errors = {kernel: equivariance_error(equiangular_graph(32, k=20, kernel=kernel), ells,
+                                         num_signals=2, num_rotations=2)
+              for kernel in ("auto", "global")}
+    mean = {kernel: sum(e.values()) / len(e) for kernel, e in errors.items()}
+    assert mean["auto"] < 0.5 * mean["global"]

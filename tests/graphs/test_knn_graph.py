@@ -116,6 +116,7 @@ def test_remote_point_keeps_positive_weights_with_adaptive_widths():
         (dict(kernel=True), TypeError, "kernel"),
         (dict(k=400), ValueError, "k=400"),
         (dict(isolated="keep"), ValueError, "isolated"),
+        (dict(width_factor=0.0), ValueError, "width_factor"),
         (dict(mask=np.zeros(400, dtype=bool)), ValueError, "keeps no node"),
         (dict(mask=np.array([1, 1, 2])), ValueError, "duplicates"),
         (dict(mask=np.ones(10, dtype=bool)), ValueError, "400 nodes"),
