@@ -1,0 +1,6 @@
+"""Samples, data sets (generated and file-backed), transforms and file IO."""
+
+from .base import SPLITS, SyntheticSphereDataset
+from .signal import SphereSignal
+
+__all__ = ["SPLITS", "SphereSignal", "SyntheticSphereDataset"]

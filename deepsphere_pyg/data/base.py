@@ -1,0 +1,94 @@
+"""Base class of the generated data sets: deterministic samples, fixed splits, any size."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..graphs import SphereHierarchy
+from .signal import SphereSignal
+
+#: Split names, in the order of their seed offsets.
+SPLITS = ("train", "val", "test")
+
+
+class SyntheticSphereDataset(torch.utils.data.Dataset):
+    r"""A data set whose samples are generated, deterministically, when they are read.
+
+    Sample ``i`` of split ``s`` is generated from
+    ``numpy.random.default_rng([seed, SPLITS.index(s), i])``, so a split is reproducible
+    sample by sample whatever its size or the order of access (and DataLoader workers
+    need no shared state), and the three splits never share a random stream. Subclasses
+    implement :meth:`generate` and :meth:`hierarchy`, and set :attr:`default_sizes`.
+
+    Args:
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        num_samples: size of the split (default: ``default_sizes[split]``).
+        seed: seed of the whole data set.
+        transform: optional callable applied to each sample when read (PyG transforms).
+        cache: keep generated samples in memory (for costly generators read many times).
+    """
+
+    #: Samples per split when ``num_samples`` is not given.
+    default_sizes: dict[str, int] = {"train": 800, "val": 100, "test": 100}
+
+    def __init__(
+        self,
+        split: str = "train",
+        num_samples: int | None = None,
+        seed: int = 0,
+        transform: Callable[[SphereSignal], SphereSignal] | None = None,
+        cache: bool = False,
+    ) -> None:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        size = self.default_sizes[split] if num_samples is None else num_samples
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+            raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be callable or None, got {transform!r}")
+        self.split, self.num_samples, self.seed = split, int(size), int(seed)
+        self.transform = transform
+        self._cache: dict[int, SphereSignal] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __getitem__(self, index: int) -> SphereSignal:
+        if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+            raise TypeError(f"index must be an integer, got {index!r}")
+        if index < 0:
+            index += self.num_samples
+        if not 0 <= index < self.num_samples:
+            raise IndexError(f"index {index} out of range for {self.num_samples} samples")
+        index = int(index)
+        if self._cache is not None and index in self._cache:
+            sample = self._cache[index]
+        else:
+            sample = self.generate(index, self.rng(index))
+            if self._cache is not None:
+                self._cache[index] = sample
+        return self.transform(sample.clone()) if self.transform is not None else sample
+
+    def rng(self, index: int) -> np.random.Generator:
+        """The random generator of sample ``index`` of this split."""
+        return np.random.default_rng([self.seed, SPLITS.index(self.split), index])
+
+    # ------------------------------------------------------------- to implement
+    def generate(self, index: int, rng: np.random.Generator) -> SphereSignal:
+        """Sample ``index``, drawn with ``rng`` only."""
+        raise NotImplementedError
+
+    def hierarchy(self, levels: int, **kwargs: Any) -> SphereHierarchy:
+        """The graphs of the data set's sampling, finest (the samples' nodes) first."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}(split={self.split!r}, "
+                f"num_samples={self.num_samples}, seed={self.seed})")
