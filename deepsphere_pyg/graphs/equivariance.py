@@ -77,19 +77,17 @@ The transforms here are small, so healpy's OpenMP is run single-threaded while t
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import math
 import numbers
-import sys
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import healpy as hp
 import numpy as np
 import scipy.optimize
 from scipy.spatial.transform import Rotation
 
+from ..openmp import openmp_libraries, single_threaded_openmp
 from .checks import check_positive_int
 from .harmonics import LeastSquaresAnalysis, alm_to_real, real_to_alm
 from .laplacian import laplacian_scipy
@@ -119,39 +117,9 @@ LSQ_TOL, LSQ_MAXITER = 1e-10, 100
 
 
 # --------------------------------------------------------------------------- helpers
-def _openmp_libraries() -> list[ctypes.CDLL]:
-    """OpenMP runtimes loaded in this process (Linux; empty elsewhere)."""
-    if not sys.platform.startswith("linux"):
-        return []
-    try:
-        with open("/proc/self/maps", encoding="utf-8") as maps:
-            paths = {line.split()[-1] for line in maps
-                     if any(name in line for name in ("libgomp", "libiomp", "libomp"))}
-    except OSError:
-        return []
-    libraries = []
-    for path in sorted(paths):
-        try:
-            library = ctypes.CDLL(path)
-            library.omp_get_max_threads.restype = ctypes.c_int
-            libraries.append(library)
-        except (OSError, AttributeError):
-            continue
-    return libraries
-
-
-@contextlib.contextmanager
-def _single_threaded_openmp() -> Iterator[None]:
-    """Run the calling thread's OpenMP regions (healpy's) on one thread, then restore."""
-    saved = []
-    for library in _openmp_libraries():
-        saved.append((library, library.omp_get_max_threads()))
-        library.omp_set_num_threads(1)
-    try:
-        yield
-    finally:
-        for library, threads in saved:
-            library.omp_set_num_threads(threads)
+# Kept under their former private names for the modules that import them from here.
+_openmp_libraries = openmp_libraries
+_single_threaded_openmp = single_threaded_openmp
 
 
 def random_rotations(num: int, rng: np.random.Generator) -> np.ndarray:
