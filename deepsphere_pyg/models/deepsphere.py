@@ -1,0 +1,285 @@
+"""DeepSphere: graph-convolutional classifier / regressor of whole sphere maps."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import Data
+
+from ..graphs.hierarchy import SphereHierarchy
+from ..graphs.hierarchy_data import HierarchyLevel
+from ..nn import SpherePool
+from .blocks import (
+    STATISTICS,
+    ConvBlock,
+    HierarchyBuffers,
+    ModelMixin,
+    check_channels,
+    check_disjoint_input,
+    check_hierarchy,
+    check_int,
+    check_pool,
+    check_shared_input,
+    disjoint_levels,
+    node_statistic,
+    split_data_argument,
+)
+
+__all__ = ["HEADS", "DeepSphere"]
+
+HEADS = ("statistic", "fc")
+
+
+def _check_levels(levels: Sequence[int] | None, num_blocks: int, num_levels: int,
+                  channels: tuple[int, ...]) -> tuple[int, ...]:
+    if levels is None:
+        if num_blocks > num_levels:
+            raise ValueError(
+                f"channels={channels} asks for {num_blocks} convolution blocks, one per "
+                f"hierarchy level, but the hierarchy has {num_levels} "
+                f"level{'s' if num_levels != 1 else ''}; shorten "
+                f"channels to at most {num_levels} entries or build a deeper hierarchy "
+                "(or pass levels= to place several blocks on one level)"
+            )
+        return tuple(range(num_blocks))
+    if isinstance(levels, int) or not isinstance(levels, Sequence):
+        raise ValueError(f"levels must be a sequence of level ids (one per block), got "
+                         f"{levels!r}")
+    levels = tuple(check_int(level, "every entry of levels", 0) for level in levels)
+    if len(levels) != num_blocks:
+        raise ValueError(
+            f"levels must give the hierarchy level of each of the {num_blocks} blocks of "
+            f"channels={channels}, got {len(levels)} entries"
+        )
+    if any(b < a for a, b in zip(levels, levels[1:], strict=False)):
+        raise ValueError(f"levels must be non-decreasing (finest first), got {levels}")
+    if levels[-1] >= num_levels:
+        raise ValueError(
+            f"levels refers to level {levels[-1]} but the hierarchy has {num_levels} levels "
+            f"(0 to {num_levels - 1})"
+        )
+    return levels
+
+
+class DeepSphere(ModelMixin, nn.Module):
+    r"""DeepSphere classifier / regressor (Perraudin et al. 2019; Defferrard et al. 2020).
+
+    Architecture, for ``channels = (c_1, ..., c_D)`` on hierarchy levels
+    ``levels = (l_1, ..., l_D)`` (default ``(0, 1, ..., D - 1)``)::
+
+        x [B, N_0, F] --pool--> ... level l_1: ChebConv(F -> c_1, K) -> BN -> ReLU
+                      --pool--> ... level l_2: ChebConv(c_1 -> c_2, K) -> BN -> ReLU
+                      ...
+                                    level l_D: ChebConv(c_{D-1} -> c_D, K) -> BN -> ReLU
+        head "statistic": [mean | max | var | mean,var over nodes] -> dropout -> Linear
+        head "fc":        flatten [N_{l_D} * c_D]                  -> dropout -> Linear
+
+    Pooling (:class:`~deepsphere_pyg.nn.SpherePool` through ``pool_index``) runs between
+    blocks whenever the level changes (several times if levels are skipped), so the
+    number of convolution blocks is ``len(channels)`` and each block may sit on its own
+    level (default) or several on one level. Convolutions are
+    :class:`~deepsphere_pyg.nn.SphericalChebConv` with the symmetric normalised Laplacian
+    and :math:`\lambda_\max = 2` (see :mod:`deepsphere_pyg.models.blocks` for why), without
+    bias when batch normalisation follows.
+
+    The ``"statistic"`` head (DeepSphere's fully convolutional variant) is invariant to
+    any node permutation that maps the graphs and pooling maps onto themselves (and
+    preserves coverage), so rotation invariance
+    is limited only by the equivariance of the graph convolutions; statistics are
+    weighted by the hierarchy's ``coverage`` (observed fraction of every node) of the
+    last level, which is 1 on a full sphere. The ``"fc"`` head (the "CNN" variant) feeds
+    the flattened last level to a fully connected layer: not rotation invariant, and
+    only defined for graphs with exactly the last level's node count.
+
+    The model holds ``hierarchy`` as non-persistent buffers (moved by ``.to``, never in
+    ``state_dict``); ``forward(x)`` uses them. For per-sample graphs, pass a disjoint batch
+    (:class:`~deepsphere_pyg.graphs.HierarchyData`) instead: the same layers run on its
+    graphs, and the model's hierarchy only fixes the ``"fc"`` head's size.
+
+    Args:
+        hierarchy: the graphs, finest first; input signals live on level 0.
+        in_channels: input features per node ``F``.
+        out_channels: outputs per sample (classes, regression targets).
+        channels: width of each convolution block (default ``(16, 32, 64)``).
+        K: Chebyshev terms per convolution (default 5: filters of 4 hops).
+        pool: ``"max"`` (default), ``"mean"`` / ``"average"`` (``"avg"``).
+        head: ``"statistic"`` (default) or ``"fc"``.
+        statistic: ``"mean"`` (default), ``"max"``, ``"var"`` or ``"meanvar"`` (mean and
+            variance concatenated), for ``head="statistic"``.
+        batch_norm: batch normalisation after every convolution (default ``True``).
+        dropout: dropout probability before the final linear layer (default 0).
+        levels: hierarchy level of every block, non-decreasing (default one block per
+            level from 0).
+
+    Raises:
+        TypeError: ``hierarchy`` is not a SphereHierarchy.
+        ValueError: more blocks than levels, bad ``levels``, ``K``, ``pool``, ``head``,
+            ``statistic``, ``dropout``.
+
+    Shapes:
+        - **input:** ``x [B, N_0, F]`` on the model's graph, or ``[N_0, F]`` (one sample);
+          or a disjoint batch ``x [sum N_0, F]`` with ``data`` (HierarchyData batch) or
+          per-level ``edge_index``, ``edge_weight``, ``pool_index``, ``batch`` (lists,
+          finest first); ``model(batch)`` takes ``x`` from a HierarchyData batch.
+        - **output:** ``[B, out_channels]`` (``[1, out_channels]`` for one ``[N_0, F]``
+          sample; ``[num_graphs, out_channels]`` for a disjoint batch).
+    """
+
+    def __init__(
+        self,
+        hierarchy: SphereHierarchy,
+        in_channels: int,
+        out_channels: int,
+        *,
+        channels: Sequence[int] = (16, 32, 64),
+        K: int = 5,
+        pool: str = "max",
+        head: str = "statistic",
+        statistic: str = "mean",
+        batch_norm: bool = True,
+        dropout: float = 0.0,
+        levels: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__()
+        hierarchy = check_hierarchy(hierarchy)
+        self.in_channels = check_int(in_channels, "in_channels")
+        self.out_channels = check_int(out_channels, "out_channels")
+        self.channels = check_channels(channels)
+        self.K = check_int(K, "K")
+        self.pool_mode = check_pool(pool)
+        self.pool_name = pool
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+        if statistic not in STATISTICS:
+            raise ValueError(f"statistic must be one of {sorted(STATISTICS)}, got "
+                             f"{statistic!r}")
+        if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
+        self.head_kind = head
+        self.statistic = statistic
+        self.batch_norm = bool(batch_norm)
+        self.levels = _check_levels(levels, len(self.channels), len(hierarchy), self.channels)
+
+        self.graph = HierarchyBuffers(hierarchy, self.levels[-1] + 1)
+        self.pool = SpherePool(self.pool_mode)
+        widths = (self.in_channels, *self.channels)
+        self.blocks = nn.ModuleList(
+            ConvBlock(widths[i], widths[i + 1], self.K, self.batch_norm)
+            for i in range(len(self.channels))
+        )
+        self.last_nodes = self.graph.num_nodes[-1]
+        if head == "statistic":
+            features = self.channels[-1] * STATISTICS[statistic]
+        else:
+            features = self.channels[-1] * self.last_nodes
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(features, self.out_channels)
+
+    # ---------------------------------------------------------------- interface
+    @property
+    def num_levels(self) -> int:
+        """Number of hierarchy levels the model uses (``levels[-1] + 1``)."""
+        return self.graph.num_levels
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every convolution, batch norm and the head."""
+        for block in self.blocks:
+            block.reset_parameters()
+        self.head.reset_parameters()
+
+    def extra_repr(self) -> str:
+        head = (f"head='statistic', statistic={self.statistic!r}" if self.head_kind ==
+                "statistic" else "head='fc'")
+        return (f"{self.in_channels}, {self.out_channels}, channels={self.channels}, "
+                f"K={self.K}, levels={self.levels}, num_nodes={list(self.graph.num_nodes)}, "
+                f"pool={self.pool_name!r}, {head}, batch_norm={self.batch_norm}, "
+                f"dropout={self.dropout.p}, num_parameters={self.num_parameters}")
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        x: Tensor | Data,
+        data: Data | None = None,
+        *,
+        edge_index: Tensor | Sequence[Tensor] | None = None,
+        edge_weight: Tensor | Sequence[Tensor | None] | None = None,
+        pool_index: Sequence[Tensor] | None = None,
+        batch: Tensor | Sequence[Tensor] | None = None,
+        coverage: Sequence[Tensor | None] | None = None,
+        num_graphs: int | None = None,
+    ) -> Tensor:
+        """Outputs per sample.
+
+        Args:
+            x: ``[B, N_0, F]`` or ``[N_0, F]`` signals on the model's graph; or
+                ``[sum N_0, F]`` for a disjoint batch; or a HierarchyData batch (its ``x``
+                and graphs are used) or a SphereSignal batch (its stacked ``x``).
+            data: a :class:`~deepsphere_pyg.graphs.HierarchyData` (or a PyG batch of them)
+                holding the graphs of the samples of ``x``, at least ``num_levels`` levels.
+            edge_index, edge_weight, pool_index, batch, coverage: instead of ``data``,
+                per-level lists, finest first: ``edge_index[l] [2, E_l]``,
+                ``edge_weight[l] [E_l]`` (optional), ``pool_index[l] [N_l]`` (level
+                ``l -> l + 1``, offset by the batching), ``batch[l] [N_l]`` graph ids
+                (optional: one graph), ``coverage[l] [N_l]`` (optional: all ones).
+            num_graphs: graphs in the disjoint batch (default ``max(batch[0]) + 1``).
+
+        Returns:
+            ``[B, out_channels]``.
+
+        Raises:
+            ValueError: ``x`` of the wrong node or feature count, too few levels in
+                ``data``, or ``head="fc"`` on graphs of another size.
+        """
+        x, data = split_data_argument(x, data)
+        if data is None and edge_index is None:
+            if pool_index is not None or batch is not None:
+                raise ValueError("pool_index/batch describe a disjoint batch: pass "
+                                 "edge_index (one per level) too")
+            x, _ = check_shared_input(x, self.graph.num_nodes[0], self.in_channels)
+            return self.forward_levels(x, self.graph.levels())
+        levels, num_graphs = disjoint_levels(
+            x, data, edge_index=edge_index, edge_weight=edge_weight, pool_index=pool_index,
+            batch=batch, coverage=coverage, num_graphs=num_graphs,
+            num_levels=self.num_levels)
+        check_disjoint_input(x, levels[0], self.in_channels)
+        return self.forward_levels(x, levels, num_graphs)
+
+    def forward_levels(self, x: Tensor, levels: Sequence[HierarchyLevel],
+                       num_graphs: int | None = None) -> Tensor:
+        """The network on explicit levels (``levels[l]`` is hierarchy level ``l``).
+
+        ``x`` is ``[B, N_0, F]`` on shared levels (``batch`` of every level ``None``) or
+        ``[sum N_0, F]`` on a disjoint batch of ``num_graphs`` graphs.
+        """
+        h = self.features(x, levels)
+        return self.head(self.dropout(self._pooled(h, levels[self.levels[-1]], num_graphs)))
+
+    def features(self, x: Tensor, levels: Sequence[HierarchyLevel]) -> Tensor:
+        """Node features after the last block: ``[B, N_last, c_D]`` or ``[sum N_last, c_D]``."""
+        h, current = x, 0
+        for block, level in zip(self.blocks, self.levels, strict=True):
+            while current < level:
+                h = self.pool(h, levels[current].pool_index,
+                              num_parents=levels[current + 1].num_nodes)
+                current += 1
+            view = levels[level]
+            h = block(h, view.edge_index, view.edge_weight)
+        return h
+
+    def _pooled(self, h: Tensor, last: HierarchyLevel, num_graphs: int | None) -> Tensor:
+        disjoint = last.batch is not None
+        if self.head_kind == "statistic":
+            return node_statistic(h, self.statistic, batch=last.batch if disjoint else None,
+                                  num_graphs=num_graphs, weight=last.coverage)
+        if not disjoint:
+            return h.reshape(h.shape[0], -1)
+        counts = torch.bincount(last.batch, minlength=num_graphs or 0)
+        if bool((counts != self.last_nodes).any()):
+            raise ValueError(
+                f"head='fc' flattens exactly {self.last_nodes} nodes per graph at level "
+                f"{self.levels[-1]}, but this batch has graphs of {sorted(set(counts.tolist()))}"
+                " nodes there; use head='statistic' for graphs of different sizes"
+            )
+        return h.reshape(counts.numel(), -1)

@@ -1,0 +1,192 @@
+"""SphericalUNet: encoder-decoder with skip connections for dense per-node outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import Data
+
+from ..graphs.hierarchy import SphereHierarchy
+from ..graphs.hierarchy_data import HierarchyLevel
+from ..nn import SpherePool, SphereUnpool
+from .blocks import (
+    ConvBlock,
+    HierarchyBuffers,
+    ModelMixin,
+    check_channels,
+    check_disjoint_input,
+    check_hierarchy,
+    check_int,
+    check_pool,
+    check_shared_input,
+    disjoint_levels,
+    split_data_argument,
+)
+
+__all__ = ["SphericalUNet"]
+
+
+class SphericalUNet(ModelMixin, nn.Module):
+    r"""U-Net on the sphere: per-node outputs (segmentation logits, dense regression).
+
+    With depth ``D`` and widths ``c_0, ..., c_{D-1}`` (the first ``D`` entries of
+    ``channels``), every block being ``ChebConv(K) -> BN -> ReLU`` on one level::
+
+        encoder  e_0 = Block(F -> c_0)(x)                                   level 0
+                 e_l = Block(c_{l-1} -> c_l)(pool(e_{l-1}))                 level l, l < D
+        decoder  d_{D-1} = e_{D-1}
+                 d_l = Block(c_{l+1} + c_l -> c_l)(cat[unpool(d_{l+1}), e_l])  level l
+        output   y = Linear(c_0 -> out_channels)(d_0)                       level 0
+
+    Pooling is :class:`~deepsphere_pyg.nn.SpherePool` through the hierarchy's
+    ``pool_index``; unpooling is :class:`~deepsphere_pyg.nn.SphereUnpool` ``("nearest")``,
+    which copies each parent to its children, and the skip connection concatenates the
+    encoder features of the same level (unpooled first, then skip). The network has
+    ``2D - 1`` convolution blocks and one per-node linear layer. Convolutions use the
+    symmetric normalised Laplacian with :math:`\lambda_\max = 2`
+    (:mod:`deepsphere_pyg.models.blocks`). On a masked hierarchy every level holds only
+    observed nodes, so outputs exist exactly on the observed nodes of level 0.
+
+    The graphs are non-persistent buffers (moved by ``.to``, never in ``state_dict``).
+
+    Args:
+        hierarchy: the graphs, finest first; input and output live on level 0.
+        in_channels: input features per node.
+        out_channels: outputs per node (classes, regression targets).
+        channels: width per level (default ``(16, 32, 64)``).
+        K: Chebyshev terms per convolution (default 3).
+        depth: number of levels used, ``1 <= depth <= min(len(hierarchy), len(channels))``;
+            default ``None``: that minimum.
+        batch_norm: batch normalisation after every convolution (default ``True``).
+        pool: ``"max"`` (default) or ``"mean"`` / ``"average"``.
+
+    Raises:
+        TypeError: ``hierarchy`` is not a SphereHierarchy.
+        ValueError: ``depth`` larger than the hierarchy or than ``len(channels)``, bad
+            ``K``, ``channels`` or ``pool``.
+
+    Shapes:
+        - **input:** ``x [B, N_0, F]`` on the model's graph (``[N_0, F]``: one sample), or
+          a disjoint batch ``x [sum N_0, F]`` with ``data`` (HierarchyData batch) or
+          per-level ``edge_index``, ``edge_weight``, ``pool_index``, ``batch`` lists.
+        - **output:** ``[B, N_0, out_channels]`` (``[N_0, out_channels]``; for a disjoint
+          batch ``[sum N_0, out_channels]``).
+    """
+
+    def __init__(
+        self,
+        hierarchy: SphereHierarchy,
+        in_channels: int,
+        out_channels: int,
+        *,
+        channels: Sequence[int] = (16, 32, 64),
+        K: int = 3,
+        depth: int | None = None,
+        batch_norm: bool = True,
+        pool: str = "max",
+    ) -> None:
+        super().__init__()
+        hierarchy = check_hierarchy(hierarchy)
+        self.in_channels = check_int(in_channels, "in_channels")
+        self.out_channels = check_int(out_channels, "out_channels")
+        channels = check_channels(channels)
+        self.K = check_int(K, "K")
+        self.pool_name = pool
+        self.batch_norm = bool(batch_norm)
+        limit = min(len(hierarchy), len(channels))
+        if depth is None:
+            depth = limit
+        depth = check_int(depth, "depth")
+        if depth > len(hierarchy):
+            raise ValueError(
+                f"depth={depth} needs {depth} levels but the hierarchy has {len(hierarchy)}; "
+                "lower depth or build a deeper hierarchy"
+            )
+        if depth > len(channels):
+            raise ValueError(
+                f"depth={depth} needs one width per level but channels={channels} has "
+                f"{len(channels)}; give more channels or lower depth"
+            )
+        self.depth = depth
+        self.channels = channels[:depth]
+
+        self.graph = HierarchyBuffers(hierarchy, depth)
+        self.pool = SpherePool(check_pool(pool))
+        self.unpool = SphereUnpool("nearest")
+        widths = (self.in_channels, *self.channels)
+        self.encoder = nn.ModuleList(
+            ConvBlock(widths[level], widths[level + 1], self.K, self.batch_norm)
+            for level in range(depth)
+        )
+        # decoder[l] runs on level l (l = 0 .. depth - 2).
+        self.decoder = nn.ModuleList(
+            ConvBlock(self.channels[level + 1] + self.channels[level], self.channels[level],
+                      self.K, self.batch_norm)
+            for level in range(depth - 1)
+        )
+        self.output = nn.Linear(self.channels[0], self.out_channels)
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every convolution, batch norm and the output layer."""
+        for block in (*self.encoder, *self.decoder):
+            block.reset_parameters()
+        self.output.reset_parameters()
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, channels={self.channels}, "
+                f"K={self.K}, depth={self.depth}, num_nodes={list(self.graph.num_nodes)}, "
+                f"pool={self.pool_name!r}, batch_norm={self.batch_norm}, "
+                f"num_parameters={self.num_parameters}")
+
+    def forward(
+        self,
+        x: Tensor | Data,
+        data: Data | None = None,
+        *,
+        edge_index: Tensor | Sequence[Tensor] | None = None,
+        edge_weight: Tensor | Sequence[Tensor | None] | None = None,
+        pool_index: Sequence[Tensor] | None = None,
+        batch: Tensor | Sequence[Tensor] | None = None,
+    ) -> Tensor:
+        """Per-node outputs: ``[B, N_0, out_channels]`` (``[N_0, out_channels]`` for one
+        ``[N_0, F]`` sample, ``[sum N_0, out_channels]`` for a disjoint batch). The
+        arguments are those of :meth:`DeepSphere.forward` (``depth`` levels needed)."""
+        x, data = split_data_argument(x, data)
+        if data is None and edge_index is None:
+            if pool_index is not None or batch is not None:
+                raise ValueError("pool_index/batch describe a disjoint batch: pass "
+                                 "edge_index (one per level) too")
+            x, single = check_shared_input(x, self.graph.num_nodes[0], self.in_channels)
+            out = self.forward_levels(x, self.graph.levels())
+            return out[0] if single else out
+        levels, _ = disjoint_levels(
+            x, data, edge_index=edge_index, edge_weight=edge_weight, pool_index=pool_index,
+            batch=batch, coverage=None, num_graphs=None, num_levels=self.depth)
+        check_disjoint_input(x, levels[0], self.in_channels)
+        return self.forward_levels(x, levels)
+
+    def forward_levels(self, x: Tensor, levels: Sequence[HierarchyLevel]) -> Tensor:
+        """The network on explicit levels (``levels[l]`` is hierarchy level ``l``)."""
+        skips = []
+        h = x
+        for level, block in enumerate(self.encoder):
+            if level:
+                h = self.pool(h, levels[level - 1].pool_index,
+                              num_parents=levels[level].num_nodes)
+            h = block(h, levels[level].edge_index, levels[level].edge_weight)
+            skips.append(h)
+        for level in range(self.depth - 2, -1, -1):
+            up = self.unpool(h, levels[level].pool_index)
+            h = _concatenate(up, skips[level])
+            h = self.decoder[level](h, levels[level].edge_index, levels[level].edge_weight)
+        return self.output(h)
+
+
+def _concatenate(up: Tensor, skip: Tensor) -> Tensor:
+    """``cat([up, skip], -1)``; ``[B, N, F]`` inputs are joined in node-first memory
+    order, the layout the next convolution reads without a copy."""
+    if up.dim() == 3:
+        return torch.cat([up.transpose(0, 1), skip.transpose(0, 1)], dim=-1).transpose(0, 1)
+    return torch.cat([up, skip], dim=-1)
