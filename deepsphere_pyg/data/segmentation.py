@@ -50,7 +50,7 @@ import torch
 from ..graphs import SphereHierarchy, equiangular_grid
 from ..graphs.checks import check_nside, check_positive_int
 from ..graphs.equiangular import _check_grid
-from ..graphs.equivariance import _single_threaded_openmp
+from ..openmp import single_threaded_openmp
 from .base import SyntheticSphereDataset
 from .signal import SphereSignal
 
@@ -226,7 +226,7 @@ class SegmentationMaps(SyntheticSphereDataset):
 
     def _clean(self, alm: np.ndarray) -> np.ndarray:
         if self.sampling == "healpix":
-            with _single_threaded_openmp():
+            with single_threaded_openmp():
                 ring = hp.alm2map(alm, self.nside, lmax=self.lmax, mmax=self.lmax,
                                   pixwin=False)
             values = hp.reorder(ring, r2n=True)

@@ -52,9 +52,10 @@ from scipy.spatial.transform import Rotation
 
 from ..graphs import SphereHierarchy, points_graph
 from ..graphs.checks import check_positive_int
-from ..graphs.equivariance import _single_threaded_openmp, rotate_alm
+from ..graphs.equivariance import rotate_alm
 from ..graphs.harmonics import alm_to_real, design_matrix
 from ..graphs.lonlat import check_lonlat
+from ..openmp import single_threaded_openmp
 from .base import SyntheticSphereDataset
 from .segmentation import field_spectrum, gaussian_alm
 from .signal import SphereSignal
@@ -194,7 +195,7 @@ class StationsField(SyntheticSphereDataset):
     def generate(self, index: int, rng: np.random.Generator) -> SphereSignal:
         alm, axis, speed = self._draw(rng)
         thetas = []
-        with _single_threaded_openmp():
+        with single_threaded_openmp():
             for t in self.times:
                 rotated = rotate_alm(alm, _rotation(axis, speed * t), self.lmax)
                 thetas.append(alm_to_real(rotated, self.lmax))

@@ -8,9 +8,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch_geometric.data import Batch
 
 from deepsphere_pyg.graphs import SphereHierarchy
-from deepsphere_pyg.graphs.equivariance import _single_threaded_openmp
 from deepsphere_pyg.graphs.hierarchy_data import HierarchyData
 from deepsphere_pyg.models import DeepSphere, ScatteringDeepSphere, sub_hierarchy
+from deepsphere_pyg.openmp import single_threaded_openmp
 from deepsphere_pyg.scattering import SphericalScattering
 
 NSIDE = 8
@@ -20,7 +20,7 @@ SAMPLINGS = ["healpix", "healpix-partial", "equiangular", "points", "icosahedral
 @pytest.fixture(autouse=True)
 def _one_openmp_thread():
     """healpy on one thread (shared machines)."""
-    with _single_threaded_openmp():
+    with single_threaded_openmp():
         yield
 
 

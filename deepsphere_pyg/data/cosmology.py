@@ -1,0 +1,344 @@
+r"""Weak-lensing convergence maps of two cosmologies (the DeepSphere v1 classification task).
+
+DeepSphere v1 (Perraudin et al. 2019) classifies convergence maps of two LCDM models
+whose power spectra nearly agree, :math:`(\Omega_m, \sigma_8) = (0.31, 0.82)` (label 0)
+and :math:`(0.26, 0.91)` (label 1), on full-sky or partial-sky HEALPix maps with added
+white noise. :class:`CosmologyMaps` generates such maps from the shipped spectra
+(:mod:`deepsphere_pyg.data.spectra`: single source plane at :math:`z_s = 1`, non-linear
+matter power, Limber) instead of N-body simulations.
+
+**Maps.** At resolution ``nside`` (band limit :math:`L = 3 n_\mathrm{side} - 1`) a map
+of label :math:`c` has the target spectrum
+
+.. math:: \hat C^{(c)}_\ell = C^{\kappa, (c)}_\ell\, b_\ell^2, \qquad \ell \le L,
+
+with :math:`b_\ell` the Gaussian smoothing at the pixel scale of
+:func:`~deepsphere_pyg.data.spectra.pixel_window` (:attr:`CosmologyMaps.cl`).
+
+* ``lognormal=False``: a Gaussian field, :math:`a_{\ell m}` drawn with variance
+  :math:`\hat C_\ell`, synthesised with :func:`healpy.alm2map`.
+* ``lognormal=True`` (default): a shifted lognormal field
+  :math:`\kappa = \lambda\,(e^{g - \sigma_g^2/2} - 1)`, :math:`\lambda` the empty-beam
+  convergence of the model (``kappa_shift``; :math:`\kappa \ge -\lambda` as for real
+  convergence), :math:`g` a Gaussian field whose spectrum :math:`C^g_\ell` makes the
+  spectrum of :math:`\kappa` equal to :math:`\hat C_\ell`: it follows from the correlation
+  functions, :math:`\xi_g = \ln(1 + \hat\xi / \lambda^2)`
+  (:func:`~deepsphere_pyg.data.spectra.lognormal_gaussian_cl`, Legendre sums on
+  Gauss-Legendre nodes), and :math:`\sigma_g^2 = \sum_\ell (2\ell+1) C^g_\ell / 4\pi`.
+  :math:`g` is band-limited to :math:`L` and evaluated at the pixel centres, and the
+  exponential is taken pixel by pixel. The non-Gaussianity is mild: the ratio
+  :math:`\sigma_\kappa / \lambda` is 0.06 at nside 64, 0.11 at nside 256 and 0.18 at
+  nside 1024 (one-point skewness about three times that).
+
+**Accuracy** (mean spectrum of the maps over the target, ``healpy.anafast`` with three
+iterations; 200 maps per label at nside 64, 20 at nside 256): within the sampling error
+(standard errors 0.1-0.7 %) for :math:`2 \le \ell \le 2 n_\mathrm{side}`, lognormal and
+Gaussian maps alike; for :math:`\ell > 2 n_\mathrm{side}` the estimator reads 2.5-2.8 %
+low for both, a bias of the HEALPix analysis, not of the maps. With a strongly
+non-Gaussian field (:math:`\sigma / \lambda = 0.5`, nside 32) the transformed spectrum
+still matches to 1 % for :math:`\ell \le 2 n_\mathrm{side}`, where using
+:math:`\hat C_\ell / \lambda^2` as the Gaussian spectrum is 5-10 % off (both checked in
+``tests/data/test_cosmology.py``).
+
+**Noise.** ``noise`` is the relative level of DeepSphere v1: white Gaussian noise of
+standard deviation ``noise * pixel_std`` is added to each pixel, ``pixel_std`` being the
+standard deviation of the noiseless maps, :math:`\sqrt{\tfrac12 \sum_c \sum_{\ell \le L}
+(2\ell + 1) \hat C^{(c)}_\ell / 4\pi}` (the same for both labels, so the noise level
+carries no information about the label). The noiseless part of a sample does not depend
+on ``noise``.
+
+**Partial sky.** With ``order`` :math:`o` every full-sky map is cut into its
+:math:`12 o^2` patches, the NEST pixels of one HEALPix pixel at nside :math:`o`
+(patch :math:`p` = NEST pixels :math:`p\, n \dots (p + 1)\, n - 1`,
+:math:`n = (n_\mathrm{side} / o)^2`), as DeepSphere v1 did; each patch is a sample,
+holding the patch's pixels in NEST order. ``patches`` restricts the data set to some
+patches (e.g. ``patches=0``: one patch per map, the exact pixels of :meth:`hierarchy`).
+Within a patch the NEST order follows the same square grid in every patch, so one graph
+(:meth:`hierarchy` of the first patch) serves all patches, as in DeepSphere v1. With the
+HEALPix-neighbour graph (``kernel="v1"``) every patch has exactly the same edges in its
+local order (only the weights differ); k-NN graphs (``kernel="v2"``, the default) follow
+the pixel shapes, and at nside 64 the first patch's edges differ from another patch's own
+graph by 5 % on average (up to 10-22 % at orders 2-4). Use ``patches`` with a single
+patch where the graph must match exactly.
+
+**Samples.** Sample :math:`i` has label :math:`c = i \bmod 2` (balanced) and is patch
+:math:`j \bmod P` of map :math:`\lfloor j / P \rfloor` of label :math:`c`,
+:math:`j = \lfloor i / 2 \rfloor`, :math:`P` the number of patches used (1 on the full
+sky). A map is drawn from its own random stream (``seed``, split, label, map index);
+the noise of a sample from the sample's stream (:meth:`SyntheticSphereDataset.rng`).
+The two most recent full-sky maps are kept in memory so that reading patches in order
+costs one map per :math:`P` samples; with ``cache=True`` every patch of a generated map is
+cached at once.
+
+Generation time per full-sky map (one core of a busy machine, lognormal or Gaussian):
+3 ms at nside 64, 0.1 s at nside 256, 4.5-5 s at nside 1024 (dominated by
+:func:`healpy.alm2map`), plus a one-time 1.3 s at nside 1024 for the lognormal spectra.
+"""
+
+from __future__ import annotations
+
+import functools
+import numbers
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import healpy as hp
+import numpy as np
+import torch
+
+from ..graphs import SphereHierarchy
+from ..graphs.checks import check_nside
+from .base import SPLITS, SyntheticSphereDataset
+from .signal import SphereSignal
+from .spectra import (
+    _check_noise,
+    _check_nside,
+    correlation_from_cl,
+    gaussian_map,
+    load_spectra,
+    lognormal_gaussian_cl,
+    pixel_window,
+)
+
+__all__ = ["CosmologyMaps", "convergence_cl"]
+
+#: Number of cosmological models (labels).
+NUM_CLASSES = 2
+
+
+def convergence_cl(nside: int) -> np.ndarray:
+    r"""Target spectra of the maps at ``nside``: ``[2, 3 nside]``, :math:`C^\kappa_\ell b_\ell^2`.
+
+    Row :math:`c` is model :math:`c` (label :math:`c`), :math:`\ell = 0 \dots 3
+    n_\mathrm{side} - 1`, smoothed by :func:`~deepsphere_pyg.data.spectra.pixel_window`.
+    """
+    nside = _check_nside(nside)
+    lmax = 3 * nside - 1
+    return load_spectra().kappa_cl[:, : lmax + 1] * pixel_window(nside) ** 2
+
+
+@functools.lru_cache(maxsize=16)
+def _field_spectrum(nside: int, label: int, lognormal: bool) -> tuple[np.ndarray, float, float]:
+    """``(spectrum of the Gaussian draw, sigma_g^2, shift)`` of one model (module docstring)."""
+    target = convergence_cl(nside)[label]
+    if not lognormal:
+        return target, 0.0, 0.0
+    shift = float(load_spectra().kappa_shift[label])
+    gaussian, _ = lognormal_gaussian_cl(target, shift)
+    gaussian.flags.writeable = False
+    variance = float(correlation_from_cl(gaussian, 1.0))
+    return gaussian, variance, shift
+
+
+def _check_order(order: object, nside: int) -> int | None:
+    if order is None:
+        return None
+    order = check_nside(order, "order")
+    if order > nside:
+        raise ValueError(
+            f"order={order} must be <= nside={nside}: a patch is one HEALPix pixel at "
+            f"nside=order, so it holds (nside / order)^2 pixels; use order=None for the "
+            "full sky")
+    return order
+
+
+def _check_patches(patches: object, order: int | None) -> tuple[int, ...]:
+    if order is None:
+        if patches is not None:
+            raise ValueError("patches needs order (the partial-sky patch size); "
+                             "leave patches=None for full-sky maps")
+        return (0,)
+    count = 12 * order**2
+    if patches is None:
+        return tuple(range(count))
+    values = [patches] if isinstance(patches, numbers.Integral) else list(patches)
+    if not values:
+        raise ValueError("patches must name at least one patch")
+    out = []
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"patches must be integers, got {value!r}")
+        if not 0 <= value < count:
+            raise ValueError(
+                f"patches must lie in [0, {count - 1}] (12 order^2 patches at order={order}), "
+                f"got {int(value)}")
+        out.append(int(value))
+    if len(set(out)) != len(out):
+        raise ValueError(f"patches must not repeat, got {out}")
+    return tuple(out)
+
+
+class CosmologyMaps(SyntheticSphereDataset):
+    r"""Convergence maps of two cosmologies, label 0 or 1 (module docstring).
+
+    Args:
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        num_samples: size of the split (default 400 / 100 / 100).
+        seed: seed of the whole data set.
+        nside: HEALPix resolution, a power of two <= 1024.
+        order: ``None`` (full sky) or the patch order :math:`o` (a power of two
+            :math:`\le` ``nside``): samples are patches of :math:`1/(12 o^2)` of the sky.
+        patches: with ``order``, the patches used (an index or a sequence of indices in
+            :math:`[0, 12 o^2)`); default all.
+        noise: relative white-noise level (DeepSphere v1 used 0, 0.5, 1, 1.5, 2).
+        lognormal: shifted lognormal (``True``) or Gaussian (``False``) fields.
+        transform: optional callable applied to each sample when read.
+        cache: keep generated samples in memory.
+
+    Each sample is a :class:`SphereSignal` with ``x`` ``[N, 1]`` float32 (NEST order of
+    the full sky, or of the patch), ``y`` the label (long), and with ``order`` ``patch``
+    (the patch index). ``N = 12 nside^2`` or ``12 nside^2 / (12 o^2)``.
+
+    Raises:
+        ValueError: nside or order not a power of two, ``order > nside``, nside > 1024,
+            ``noise < 0``, an unknown split, patches out of range.
+
+    Example:
+        >>> data = CosmologyMaps(num_samples=4, nside=16, order=2, noise=0.5)
+        >>> sample = data[0]
+        >>> tuple(sample.x.shape), int(sample.y), int(sample.patch)
+        ((64, 1), 0, 0)
+        >>> data.hierarchy(2).num_nodes
+        [64, 16]
+    """
+
+    default_sizes = {"train": 400, "val": 100, "test": 100}
+
+    def __init__(
+        self,
+        split: str = "train",
+        num_samples: int | None = None,
+        seed: int = 0,
+        *,
+        nside: int = 64,
+        order: int | None = None,
+        patches: int | Sequence[int] | None = None,
+        noise: float = 0.0,
+        lognormal: bool = True,
+        transform: Callable[[SphereSignal], SphereSignal] | None = None,
+        cache: bool = False,
+    ) -> None:
+        super().__init__(split, num_samples, seed, transform, cache)
+        self.nside = _check_nside(nside)
+        self.order = _check_order(order, self.nside)
+        self.patches = _check_patches(patches, self.order)
+        self.noise = _check_noise(noise)
+        if not isinstance(lognormal, bool):
+            raise TypeError(f"lognormal must be True or False, got {lognormal!r}")
+        self.lognormal = lognormal
+        self.lmax = 3 * self.nside - 1
+        self.npix = hp.nside2npix(self.nside)
+        self.patch_size = self.npix if self.order is None else self.npix // (12 * self.order**2)
+        self._memo: dict[tuple[int, int], np.ndarray] = {}
+
+    # --------------------------------------------------------------- theory
+    @property
+    def cl(self) -> np.ndarray:
+        r"""``[2, L + 1]`` target spectra of the noiseless maps, one row per label."""
+        return convergence_cl(self.nside)
+
+    @property
+    def pixel_std(self) -> float:
+        """Standard deviation of the noiseless maps (both labels pooled; module docstring)."""
+        variances = [correlation_from_cl(cl, 1.0) for cl in self.cl]
+        return float(np.sqrt(np.mean(variances)))
+
+    @property
+    def noise_std(self) -> float:
+        """Standard deviation of the added white noise, ``noise * pixel_std``."""
+        return self.noise * self.pixel_std
+
+    @property
+    def noise_cl(self) -> float:
+        r"""Flat spectrum of the noise, :math:`\sigma_n^2\, 4\pi / N_\mathrm{pix}`."""
+        return self.noise_std**2 * 4 * np.pi / self.npix
+
+    # ------------------------------------------------------------- sampling
+    def patch_pixels(self, patch: int | None = None) -> np.ndarray | None:
+        """NEST pixel ids ``[N]`` of a patch (default the first used); ``None`` on the full sky."""
+        if self.order is None:
+            return None
+        patch = self.patches[0] if patch is None else _check_patches(patch, self.order)[0]
+        return np.arange(patch * self.patch_size, (patch + 1) * self.patch_size)
+
+    def locate(self, index: int) -> tuple[int, int, int]:
+        """``(label, map index within the label, patch)`` of sample ``index``."""
+        label, within = index % NUM_CLASSES, index // NUM_CLASSES
+        count = len(self.patches)
+        return label, within // count, self.patches[within % count]
+
+    def map_rng(self, label: int, map_index: int) -> np.random.Generator:
+        """Random stream of one full-sky map (distinct from every sample's stream)."""
+        sequence = np.random.SeedSequence(
+            [self.seed, SPLITS.index(self.split), label, map_index], spawn_key=(1,))
+        return np.random.default_rng(sequence)
+
+    def full_map(self, label: int, map_index: int) -> np.ndarray:
+        """Noiseless full-sky map ``[12 nside^2]`` (float64, NEST) of a label."""
+        key = (label, map_index)
+        if key in self._memo:
+            return self._memo[key]
+        spectrum, variance, shift = _field_spectrum(self.nside, label, self.lognormal)
+        field = gaussian_map(spectrum, self.nside, self.map_rng(label, map_index))
+        if self.lognormal:
+            field = shift * np.expm1(field - 0.5 * variance)
+        field = hp.reorder(field, r2n=True)
+        field.flags.writeable = False
+        # Keep the latest map of each label only.
+        self._memo = {k: v for k, v in self._memo.items() if k[0] != label}
+        self._memo[key] = field
+        return field
+
+    def _sample(self, full: np.ndarray, label: int, patch: int,
+                rng: np.random.Generator) -> SphereSignal:
+        start = patch * self.patch_size if self.order is not None else 0
+        values = np.array(full[start: start + self.patch_size], dtype=np.float64)
+        if self.noise > 0:
+            values += self.noise_std * rng.standard_normal(values.size)
+        attributes: dict[str, Any] = {"y": torch.tensor(label, dtype=torch.long)}
+        if self.order is not None:
+            attributes["patch"] = torch.tensor(patch, dtype=torch.long)
+        return SphereSignal(x=torch.from_numpy(values.astype(np.float32))[:, None],
+                            **attributes)
+
+    def generate(self, index: int, rng: np.random.Generator) -> SphereSignal:
+        label, map_index, patch = self.locate(index)
+        full = self.full_map(label, map_index)
+        if self._cache is not None and len(self.patches) > 1:
+            # Cache every patch of this map now: each costs a full-sky map otherwise.
+            first = NUM_CLASSES * map_index * len(self.patches) + label
+            for offset, other in enumerate(self.patches):
+                sibling = first + NUM_CLASSES * offset
+                if sibling != index and sibling < self.num_samples \
+                        and sibling not in self._cache:
+                    self._cache[sibling] = self._sample(full, label, other, self.rng(sibling))
+        return self._sample(full, label, patch, rng)
+
+    # ---------------------------------------------------------------- graphs
+    def hierarchy(self, levels: int, *, k: int | Sequence[int] = 8,
+                  patch: int | None = None, **kwargs: Any) -> SphereHierarchy:
+        """HEALPix hierarchy of the samples' nodes, finest first.
+
+        Full sky: :meth:`SphereHierarchy.healpix` at ``nside``. Partial sky: the same with
+        ``mask`` = the pixels of ``patch`` (default: the first patch used); it serves every
+        patch, exactly with ``kernel="v1"``, approximately with k-NN graphs (module
+        docstring).
+
+        Args:
+            levels: number of graphs (nside halves at each level).
+            k: neighbours per pixel (one value or one per level).
+            patch: patch whose pixels define the mask (partial sky only).
+            **kwargs: passed on (``kernel``, ``dtype``).
+        """
+        if patch is not None and self.order is None:
+            raise ValueError("patch applies to partial-sky data sets (order is None here)")
+        return SphereHierarchy.healpix(self.nside, levels, k=k, mask=self.patch_pixels(patch),
+                                       **kwargs)
+
+    def __repr__(self) -> str:
+        patches = None if self.order is None or len(self.patches) == 12 * self.order**2 \
+            else list(self.patches)
+        return (f"{self.__class__.__name__}(split={self.split!r}, "
+                f"num_samples={self.num_samples}, seed={self.seed}, nside={self.nside}, "
+                f"order={self.order}, patches={patches}, noise={self.noise}, "
+                f"lognormal={self.lognormal})")

@@ -1,0 +1,78 @@
+r"""Fixed affine normalisation of the maps: :class:`Normalize`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch_geometric.transforms import BaseTransform
+
+from ._checks import check_finite, node_mask, node_values
+
+__all__ = ["Normalize"]
+
+
+def _per_channel(value: float | Sequence[float], name: str) -> np.ndarray:
+    array = np.atleast_1d(np.asarray(value, dtype=np.float64))
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError(f"{name} must be a number or a 1-D sequence (one per channel)")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return array
+
+
+class Normalize(BaseTransform):
+    r"""Normalise ``data.x`` with fixed statistics: :math:`x \leftarrow (x - \mu) / \sigma`.
+
+    ``mean`` and ``std`` are one number for all channels or one per channel (e.g.
+    statistics of the training set). Nodes where ``data.node_mask`` is ``False`` are left
+    unchanged (they hold the fill value of :class:`ApplyMask`).
+
+    Args:
+        mean: :math:`\mu`, a number or ``[F]``.
+        std: :math:`\sigma > 0`, a number or ``[F]``.
+
+    Shapes:
+        - **input:** ``data.x`` ``[N]`` or ``[N, F]``.
+        - **output:** same shape and dtype.
+
+    Raises:
+        ValueError: ``std <= 0``; lengths that do not match the channels of ``data.x``;
+            NaN or infinite values at unmasked nodes.
+    """
+
+    def __init__(self, mean: float | Sequence[float], std: float | Sequence[float]) -> None:
+        self.mean = _per_channel(mean, "mean")
+        self.std = _per_channel(std, "std")
+        if np.any(self.std <= 0):
+            raise ValueError(f"std must be > 0, got {std!r}")
+
+    def forward(self, data: Any) -> Any:
+        owner = type(self).__name__
+        x = node_values(data, owner)
+        mask = node_mask(data, x.shape[0], owner)
+        check_finite(x, owner, mask)
+        channels = 1 if x.dim() == 1 else x.shape[1]
+        for name, value in (("mean", self.mean), ("std", self.std)):
+            if value.size not in (1, channels):
+                raise ValueError(
+                    f"{owner}: {name} has {value.size} values but data.x has {channels} "
+                    "channels; give one value or one per channel")
+        mean = torch.as_tensor(self.mean, dtype=x.dtype, device=x.device)
+        std = torch.as_tensor(self.std, dtype=x.dtype, device=x.device)
+        if x.dim() == 1:
+            mean, std = mean[0], std[0]
+        out = (x - mean) / std
+        if mask is not None:
+            shape = (-1,) + (1,) * (x.dim() - 1)
+            out = torch.where(mask.to(x.device).view(shape), out, x)
+        data.x = out
+        return data
+
+    def __repr__(self) -> str:
+        def fmt(array: np.ndarray) -> str:
+            return repr(float(array[0])) if array.size == 1 else repr(array.tolist())
+
+        return f"{type(self).__name__}(mean={fmt(self.mean)}, std={fmt(self.std)})"
