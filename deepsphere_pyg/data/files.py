@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from ..graphs import SphereHierarchy
-from ..graphs.checks import pixels_from_mask
+from ..graphs.checks import ordering_roughness, pixels_from_mask
 from .signal import SphereSignal
 
 #: Accepted ``ordering`` values (case-insensitive) and whether they mean NEST.
@@ -376,20 +376,8 @@ def check_map_ordering(
     usable = np.isfinite(values) & ~_is_unseen(values)
     if observed is not None:
         usable &= observed
-    candidates = np.flatnonzero(usable)
-    if candidates.size < 2:
-        return
-    rng = np.random.default_rng(0)
-    sample = rng.choice(candidates, size=min(samples, candidates.size), replace=False)
-    rates = []
-    for read_as_nest in (nest, not nest):
-        neighbours = hp.get_all_neighbours(nside, sample, nest=read_as_nest)  # [8, S]
-        valid = neighbours >= 0
-        valid[valid] = usable[neighbours[valid]]
-        centre = np.broadcast_to(values[sample], neighbours.shape)
-        diff2 = (values[neighbours[valid]] - centre[valid]) ** 2
-        rates.append((float(diff2.mean()) if diff2.size else 0.0, int(diff2.size)))
-    (given, count), (swapped, _) = rates
+    given, swapped, count = ordering_roughness(values, nside, nest, usable=usable,
+                                               samples=samples)
     if count >= 100 and given > ORDERING_RATIO * swapped:
         this, that = ("NEST", "RING") if nest else ("RING", "NEST")
         raise ValueError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import healpy as hp
 import numpy as np
@@ -55,6 +56,60 @@ def check_unit_vectors(pos: np.ndarray, name: str = "pos") -> np.ndarray:
     if np.any(np.abs(norms - 1.0) > 1e-6):
         raise ValueError(f"{name} must hold unit vectors; normalise with pos / |pos|")
     return pos
+
+
+def ordering_roughness(
+    values: np.ndarray, nside: int, nest: bool, *, usable: np.ndarray | None = None,
+    samples: int = 20000,
+) -> tuple[float, float, int]:
+    r"""Mean squared difference of neighbouring pixels read in each HEALPix ordering.
+
+    Sky maps are spatially coherent, so :math:`D = \langle (f_p - f_q)^2 \rangle` over
+    neighbouring pixels :math:`p, q` is small in a map's own ordering; read in the other
+    ordering (RING data as NEST or the reverse) the "neighbours" are unrelated pixels and
+    :math:`D` approaches its white-noise value. The pixels are a fixed random sample (seed 0)
+    of at most ``samples`` usable pixels and their 8 neighbours.
+
+    Args:
+        values: ``[12 nside^2]`` or ``[12 nside^2, F]`` map in its stored ordering.
+        nside: its resolution.
+        nest: the declared ordering.
+        usable: optional boolean ``[12 nside^2]``: pixels (and neighbours) to use.
+        samples: number of sampled pixels.
+
+    Returns:
+        ``(D declared, D other ordering, number of pixel pairs used)``.
+    """
+    columns = np.asarray(values, dtype=np.float64).reshape(hp.nside2npix(nside), -1)
+    candidates = np.arange(columns.shape[0]) if usable is None else np.flatnonzero(usable)
+    if candidates.size < 2:
+        return 0.0, 0.0, 0
+    sample = np.random.default_rng(0).choice(candidates, size=min(samples, candidates.size),
+                                             replace=False)
+    result = []
+    for read_as_nest in (nest, not nest):
+        neighbours = hp.get_all_neighbours(nside, sample, nest=read_as_nest)  # [8, S]
+        valid = neighbours >= 0
+        if usable is not None:
+            valid[valid] = usable[neighbours[valid]]
+        centre = np.broadcast_to(columns[sample][None], (*neighbours.shape, columns.shape[1]))
+        diff2 = (columns[neighbours[valid]] - centre[valid]) ** 2
+        result.append((float(diff2.mean()) if diff2.size else 0.0, int(diff2.shape[0])))
+    (given, count), (swapped, _) = result
+    return given, swapped, count
+
+
+def report_isolated(lonely: np.ndarray, isolated: str, stacklevel: int = 3) -> None:
+    """Raise (``isolated="raise"``) or warn (``"drop"``) about kept nodes without neighbours.
+
+    ``lonely`` holds their ids in the full sampling; the caller drops them on ``"drop"``.
+    """
+    if isolated == "raise":
+        raise ValueError(
+            f"mask leaves {lonely.size} kept node(s) without any neighbour (first ids: "
+            f"{lonely[:10].tolist()}); remove them, enlarge the mask, or pass isolated='drop'")
+    warnings.warn(f"dropping {lonely.size} isolated node(s) from the mask",
+                  stacklevel=stacklevel + 1)
 
 
 def pixels_from_mask(mask: object, nside: int, nest: bool, check_ordering: bool) -> np.ndarray:
@@ -113,19 +168,12 @@ def _check_mask_ordering(observed: np.ndarray, nside: int, nest: bool, samples: 
     than 2.5 times worse. Masks bounded by parallels only (polar caps, latitude bands) look
     coherent in both orderings and are not detectable.
     """
-    npix = observed.size
     if nside < 4 or observed.all() or not observed.any():
         return
-    rng = np.random.default_rng(0)
-    sample = rng.choice(npix, size=min(samples, npix), replace=False)
-    rates = []
-    for read_as_nest in (nest, not nest):
-        nbr = hp.get_all_neighbours(nside, sample, nest=read_as_nest)  # [8, samples]
-        valid = nbr >= 0
-        centre = np.broadcast_to(observed[sample], nbr.shape)
-        disagree = observed[nbr[valid]] != centre[valid]
-        rates.append((np.mean(disagree), int(disagree.sum())))
-    (given, count), (swapped, _) = rates
+    # The mean squared difference of a 0/1 map is the rate of disagreeing neighbours.
+    given, swapped, pairs = ordering_roughness(observed.astype(np.float64), nside, nest,
+                                               samples=samples)
+    count = int(round(given * pairs))  # disagreeing pairs in the declared ordering
     if count >= 100 and given > 2.5 * swapped:
         this, that = ("NEST", "RING") if nest else ("RING", "NEST")
         raise ValueError(

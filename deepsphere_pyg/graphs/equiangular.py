@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -41,7 +40,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .checks import check_positive_int
+from .checks import check_positive_int, report_isolated
 from .knn_graph import check_kernel, keep_index, knn_graph
 from .lonlat import lonlat_to_vec, region_mask
 from .sphere_graph import SphereGraph
@@ -329,13 +328,7 @@ def _neighbour_graph(
         has_edge[pairs.ravel()] = True
         if not has_edge.all():
             lonely = kept[~has_edge]
-            if isolated == "raise":
-                raise ValueError(
-                    f"mask leaves {lonely.size} kept node(s) without any neighbour (first "
-                    f"ids: {lonely[:10].tolist()}); remove them, enlarge the mask, or pass "
-                    "isolated='drop'")
-            warnings.warn(f"dropping {lonely.size} isolated node(s) from the mask",
-                          stacklevel=3)
+            report_isolated(lonely, isolated, stacklevel=4)
             return _neighbour_graph(layout, pos, np.setdiff1d(kept, lonely), "raise", dtype)
     num_nodes = layout.num_nodes if kept is None else kept.size
     row = np.concatenate([pairs[0], pairs[1]])

@@ -55,16 +55,15 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from .checks import check_positive_int
+from .checks import check_positive_int, report_isolated
 from .hierarchy import SphereHierarchy
-from .knn_graph import keep_index, knn_graph
+from .knn_graph import check_kernel, keep_index, knn_graph
 from .lonlat import region_mask, vec_to_lonlat
 from .sphere_graph import SphereGraph
 
@@ -329,16 +328,10 @@ def _mean_squared_edge_length(level: int) -> float:
 
 def _check_kernel(kernel: object, neighbours: str) -> str | float:
     names = ("auto", "v1") if neighbours == "mesh" else ("auto", "global", "adaptive")
-    if isinstance(kernel, str):
-        if kernel not in names:
-            raise ValueError(f"kernel for neighbours={neighbours!r} must be one of {names} "
-                             f"or a positive float t, got {kernel!r}")
-        return kernel
-    if isinstance(kernel, bool) or not isinstance(kernel, numbers.Real):
-        raise TypeError(f"kernel must be one of {names} or a positive float t, got {kernel!r}")
-    if not (math.isfinite(kernel) and kernel > 0):
-        raise ValueError(f"kernel width t must be positive and finite, got {kernel!r}")
-    return float(kernel)
+    try:
+        return check_kernel(kernel, names)
+    except ValueError as error:
+        raise ValueError(f"neighbours={neighbours!r}: {error}") from error
 
 
 def _kept_nodes(pos: np.ndarray, mask: object, region: Sequence[float] | None
@@ -458,13 +451,7 @@ def _mesh_graph(mesh: _Mesh, level: int, kernel: str | float, kept: np.ndarray |
         has_edge[lo] = has_edge[hi] = True
         lonely = kept[~has_edge[kept]]
         if lonely.size:
-            if isolated == "raise":
-                raise ValueError(
-                    f"mask leaves {lonely.size} kept node(s) without any neighbour (first "
-                    f"ids: {lonely[:10].tolist()}); remove them, enlarge the mask, or pass "
-                    "isolated='drop'")
-            warnings.warn(f"dropping {lonely.size} isolated node(s) from the mask",
-                          stacklevel=3)
+            report_isolated(lonely, isolated, stacklevel=4)
             kept = np.setdiff1d(kept, lonely)
             node_of_point[:] = -1
             node_of_point[kept] = np.arange(kept.size)

@@ -34,13 +34,12 @@ from __future__ import annotations
 
 import math
 import numbers
-import warnings
 from typing import Any
 
 import numpy as np
 import torch
 
-from .checks import check_k, check_unit_vectors
+from .checks import check_k, check_unit_vectors, report_isolated
 from .knn import index_dtype_for, knn_chord, missing_reverse_entries, union_symmetric_weighted
 from .sphere_graph import SphereGraph
 
@@ -62,15 +61,15 @@ def knn_width_ratio(k: int) -> float:
     return float(np.interp(math.log(k), np.log(ks), [KNN_WIDTH_RATIO[kk] for kk in ks]))
 
 
-def check_kernel(kernel: object) -> str | float:
-    """Return ``kernel`` (``"global"``, ``"adaptive"`` or a positive float t), or raise."""
+def check_kernel(kernel: object, names: tuple[str, ...] = KERNELS) -> str | float:
+    """Return ``kernel`` (one of ``names`` or a positive float t), or raise."""
     if isinstance(kernel, str):
-        if kernel not in KERNELS:
-            raise ValueError(f"kernel must be one of {KERNELS} or a positive float t, "
+        if kernel not in names:
+            raise ValueError(f"kernel must be one of {names} or a positive float t, "
                              f"got {kernel!r}")
         return kernel
     if isinstance(kernel, bool) or not isinstance(kernel, numbers.Real):
-        raise TypeError(f"kernel must be one of {KERNELS} or a positive float t, got {kernel!r}")
+        raise TypeError(f"kernel must be one of {names} or a positive float t, got {kernel!r}")
     if not (math.isfinite(kernel) and kernel > 0):
         raise ValueError(f"kernel width t must be positive and finite, got {kernel!r}")
     return float(kernel)
@@ -174,13 +173,7 @@ def knn_graph(
         has_edge[neighbours[neighbours >= 0]] = True
         if not has_edge.all():
             lonely = kept[~has_edge]
-            if isolated == "raise":
-                raise ValueError(
-                    f"mask leaves {lonely.size} kept node(s) without any neighbour (first "
-                    f"ids: {lonely[:10].tolist()}); remove them, enlarge the mask, or pass "
-                    "isolated='drop'")
-            warnings.warn(f"dropping {lonely.size} isolated node(s) from the mask",
-                          stacklevel=2)
+            report_isolated(lonely, isolated, stacklevel=3)
             return knn_graph(pos, k=k, kernel=kernel, mask=np.setdiff1d(kept, lonely),
                              sampling=sampling, dtype=dtype, width_factor=width_factor,
                              **metadata)

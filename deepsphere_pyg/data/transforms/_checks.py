@@ -10,6 +10,8 @@ import healpy as hp
 import numpy as np
 import torch
 
+from ...graphs.checks import ordering_roughness
+
 #: Node-level attributes that follow the node order (moved or subset with ``x``).
 NODE_KEYS = ("x", "y_node", "node_mask")
 
@@ -116,20 +118,9 @@ def check_healpix_ordering(values: np.ndarray, nside: int, nest: bool, owner: st
     the wrong ordering, CMB maps 2 to 4). Maps dominated by pixel noise look alike in
     both orderings and are not detectable.
     """
-    npix = values.shape[0]
     if nside < 4:
         return
-    columns = values.reshape(npix, -1)
-    rng = np.random.default_rng(0)
-    sample = rng.choice(npix, size=min(samples, npix), replace=False)
-    roughness = []
-    for read_as_nest in (nest, not nest):
-        neighbours = hp.get_all_neighbours(nside, sample, nest=read_as_nest)  # [8, S]
-        valid = neighbours >= 0
-        diff = columns[neighbours[valid]] - np.broadcast_to(
-            columns[sample][None], (*neighbours.shape, columns.shape[1]))[valid]
-        roughness.append(float(np.mean(diff**2)))
-    given, swapped = roughness
+    given, swapped, _ = ordering_roughness(values, nside, nest, samples=samples)
     if swapped > 0 and given > ratio * swapped:
         this, that = ("NEST", "RING") if nest else ("RING", "NEST")
         raise ValueError(
