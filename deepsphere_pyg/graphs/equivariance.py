@@ -301,16 +301,16 @@ class _Probe:
 
     Everything that does not depend on the operator is precomputed, so evaluating many
     operators (as :func:`tune_kernel_width` does) reuses the same random numbers and
-    costs, per operator, one analysis per signal and one rotate_alm + alm2map per
-    rotation.
+    costs, per operator, one analysis per signal and one rotation + synthesis per
+    rotation. Subclasses provide the sampling's synthesis and analysis.
     """
 
-    def __init__(self, nside: int, nest: bool, ells: Sequence[int], num_signals: int,
-                 num_rotations: int, seed: int | np.random.Generator | None,
-                 method: str) -> None:
-        self.nside, self.nest, self.ells = nside, nest, list(ells)
-        self.method = _check_method(method)
-        self.lmax = 3 * nside - 1
+    lmax: int
+    rotate_through_analysis = False
+
+    def _draw(self, ells: Sequence[int], num_signals: int, num_rotations: int,
+              seed: int | np.random.Generator | None) -> None:
+        self.ells = list(ells)
         rng = np.random.default_rng(seed)
         # Per degree: signals [S, N], rotations [S, R, 3, 3], rotated signals [S, N, R].
         self.signals: list[np.ndarray] = []
@@ -322,10 +322,9 @@ class _Probe:
                 alm = pure_degree_alm(ell, rng)
                 mats = random_rotations(num_rotations, rng)
                 signal = self._synthesis(alm, ell)
-                if method == "paper":  # rotate f through the same analysis as L f
+                band = ell
+                if self.rotate_through_analysis:  # f rotated like L f ("paper")
                     alm, band = self._analysis(signal), self.lmax
-                else:
-                    band = ell
                 rotated.append(np.stack(
                     [self._synthesis(rotate_alm(alm, mat, band), band) for mat in mats],
                     axis=1))
@@ -336,18 +335,12 @@ class _Probe:
             self.rotated.append(np.stack(rotated))
 
     def _synthesis(self, alm: np.ndarray, lmax: int) -> np.ndarray:
-        """Map in graph order of coefficients ``alm`` (band limit ``lmax``)."""
-        return _ring_to_graph(hp.alm2map(alm, self.nside, lmax=lmax, mmax=lmax), self.nest)
+        """Values at the nodes of coefficients ``alm`` (band limit ``lmax``)."""
+        raise NotImplementedError
 
     def _analysis(self, signal: np.ndarray) -> np.ndarray:
-        """Coefficients up to ``3 nside - 1`` of a map in graph order."""
-        ring = _graph_to_ring(signal, self.nest)
-        if self.method == "lsq":
-            alm, _, _ = hp.map2alm_lsq(ring, lmax=self.lmax, mmax=self.lmax,
-                                       tol=LSQ_TOL, maxiter=LSQ_MAXITER)
-            return alm
-        return hp.map2alm(ring, lmax=self.lmax, mmax=self.lmax, iter=MAP2ALM_ITER,
-                          use_pixel_weights=False)
+        """Coefficients up to ``self.lmax`` of a map ``[N]`` in node order."""
+        raise NotImplementedError
 
     def samples(self, operator: Operator, squared: bool) -> dict[int, np.ndarray]:
         """``{ell: [S, R]}`` errors of a batched operator (``[N, B] -> [N, B]``)."""
@@ -369,57 +362,48 @@ class _Probe:
         return out
 
 
-class _PointsProbe:
-    """The probe of :class:`_Probe` for any full-sphere point set (least-squares analysis).
+class _HealpixProbe(_Probe):
+    """Probe of a full-sky HEALPix graph, with healpy's transforms (``method``)."""
 
-    Fields are evaluated exactly at the nodes from their coefficients; ``L f`` is fitted
-    up to ``lmax`` by :class:`~deepsphere_pyg.graphs.harmonics.LeastSquaresAnalysis`.
-    """
+    def __init__(self, nside: int, nest: bool, ells: Sequence[int], num_signals: int,
+                 num_rotations: int, seed: int | np.random.Generator | None,
+                 method: str) -> None:
+        self.nside, self.nest = nside, nest
+        self.method = _check_method(method)
+        self.lmax = 3 * nside - 1
+        self.rotate_through_analysis = method == "paper"
+        self._draw(ells, num_signals, num_rotations, seed)
+
+    def _synthesis(self, alm: np.ndarray, lmax: int) -> np.ndarray:
+        return _ring_to_graph(hp.alm2map(alm, self.nside, lmax=lmax, mmax=lmax), self.nest)
+
+    def _analysis(self, signal: np.ndarray) -> np.ndarray:
+        ring = _graph_to_ring(signal, self.nest)
+        if self.method == "lsq":
+            alm, _, _ = hp.map2alm_lsq(ring, lmax=self.lmax, mmax=self.lmax,
+                                       tol=LSQ_TOL, maxiter=LSQ_MAXITER)
+            return alm
+        return hp.map2alm(ring, lmax=self.lmax, mmax=self.lmax, iter=MAP2ALM_ITER,
+                          use_pixel_weights=False)
+
+
+class _PointsProbe(_Probe):
+    """Probe of any whole-sphere point set: fields evaluated exactly at the nodes from
+    their coefficients, ``L f`` fitted up to ``lmax`` by
+    :class:`~deepsphere_pyg.graphs.harmonics.LeastSquaresAnalysis`."""
 
     def __init__(self, pos: np.ndarray, lmax: int, ells: Sequence[int], num_signals: int,
                  num_rotations: int, seed: int | np.random.Generator | None) -> None:
-        self.lmax, self.ells = lmax, list(ells)
-        self.analysis = LeastSquaresAnalysis(pos, lmax)
-        rng = np.random.default_rng(seed)
-        self.signals: list[np.ndarray] = []
-        self.rotations: list[np.ndarray] = []
-        self.rotated: list[np.ndarray] = []
-        for ell in self.ells:
-            signals, rotations, rotated = [], [], []
-            for _ in range(num_signals):
-                alm = pure_degree_alm(ell, rng)
-                mats = random_rotations(num_rotations, rng)
-                signals.append(self._synthesis(alm, ell))
-                rotated.append(np.stack(
-                    [self._synthesis(rotate_alm(alm, mat, ell), ell) for mat in mats], axis=1))
-                rotations.append(mats)
-            self.signals.append(np.stack(signals))
-            self.rotations.append(np.stack(rotations))
-            self.rotated.append(np.stack(rotated))
+        self.lmax = lmax
+        self.fit = LeastSquaresAnalysis(pos, lmax)
+        self._draw(ells, num_signals, num_rotations, seed)
 
-    def _synthesis(self, alm: np.ndarray, band: int) -> np.ndarray:
-        """Values at the nodes of coefficients ``alm`` with band limit ``band <= lmax``."""
-        padded = hp.resize_alm(alm, band, band, self.lmax, self.lmax) if band < self.lmax else alm
-        return self.analysis.synthesis(alm_to_real(padded, self.lmax))
+    def _synthesis(self, alm: np.ndarray, lmax: int) -> np.ndarray:
+        padded = hp.resize_alm(alm, lmax, lmax, self.lmax, self.lmax) if lmax < self.lmax else alm
+        return self.fit.synthesis(alm_to_real(padded, self.lmax))
 
-    def samples(self, operator: Operator, squared: bool) -> dict[int, np.ndarray]:
-        """``{ell: [S, R]}`` errors of a batched operator (``[N, B] -> [N, B]``)."""
-        out: dict[int, np.ndarray] = {}
-        for ell, signals, rotations, rotated in zip(
-                self.ells, self.signals, self.rotations, self.rotated, strict=True):
-            errors = np.empty(rotations.shape[:2])
-            filtered = operator(signals.T)  # L f, [N, S]
-            fitted = real_to_alm(self.analysis.fit(filtered).T, self.lmax)  # [S, num_alm]
-            for s, mats in enumerate(rotations):
-                norm = _checked_norm(filtered[:, s], ell)
-                rotate_then_filter = operator(rotated[s])  # L R(g) f, [N, R]
-                for r, mat in enumerate(mats):
-                    filter_then_rotate = self._synthesis(
-                        rotate_alm(fitted[s], mat, self.lmax), self.lmax)
-                    diff = filter_then_rotate - rotate_then_filter[:, r]
-                    errors[s, r] = float(np.linalg.norm(diff)) / norm
-            out[ell] = errors**2 if squared else errors
-        return out
+    def _analysis(self, signal: np.ndarray) -> np.ndarray:
+        return real_to_alm(self.fit.fit(signal), self.lmax)
 
 
 def _checked_norm(filtered: np.ndarray, ell: int) -> float:
@@ -434,7 +418,7 @@ def _checked_norm(filtered: np.ndarray, ell: int) -> float:
 
 def _make_probe(graph: SphereGraph, ells: int | Iterable[int], num_signals: int,
                 num_rotations: int, seed: int | np.random.Generator | None, method: str,
-                lmax: int | None) -> _Probe | _PointsProbe:
+                lmax: int | None) -> _Probe:
     """The probe suited to ``graph``'s sampling (healpy transforms for HEALPix)."""
     _check_full_sphere(graph)
     num_signals = check_positive_int(num_signals, "num_signals")
@@ -443,7 +427,7 @@ def _make_probe(graph: SphereGraph, ells: int | Iterable[int], num_signals: int,
     if _is_healpix(graph) and lmax is None:
         nside, nest = _check_graph(graph)
         ells = _check_ells(ells, 3 * nside - 1)
-        return _Probe(nside, nest, ells, num_signals, num_rotations, seed, method)
+        return _HealpixProbe(nside, nest, ells, num_signals, num_rotations, seed, method)
     if method != "lsq":
         raise ValueError(
             f"method={method!r} uses HEALPix transforms; graphs of other samplings (or with "
