@@ -1,4 +1,4 @@
-"""Base class of the generated data sets: deterministic samples, fixed splits, any size."""
+"""Base classes of the generated data sets: deterministic samples, fixed splits, any size."""
 
 from __future__ import annotations
 
@@ -23,11 +23,12 @@ class SyntheticSphereDataset(torch.utils.data.Dataset):
     ``numpy.random.default_rng([seed, SPLITS.index(s), i])``, so a split is reproducible
     sample by sample whatever its size or the order of access (and DataLoader workers
     need no shared state), and the three splits never share a random stream. Subclasses
-    implement :meth:`generate` and :meth:`hierarchy`, and set :attr:`default_sizes`.
+    implement :meth:`generate` and :meth:`hierarchy`, set :attr:`default_sizes` (or
+    override :meth:`default_size`), and name their own arguments in :meth:`extra_repr`.
 
     Args:
         split: ``"train"``, ``"val"`` or ``"test"``.
-        num_samples: size of the split (default: ``default_sizes[split]``).
+        num_samples: size of the split (default: :meth:`default_size`).
         seed: seed of the whole data set.
         transform: optional callable applied to each sample when read (PyG transforms).
         cache: keep generated samples in memory (for costly generators read many times).
@@ -46,7 +47,7 @@ class SyntheticSphereDataset(torch.utils.data.Dataset):
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        size = self.default_sizes[split] if num_samples is None else num_samples
+        size = self.default_size(split) if num_samples is None else num_samples
         if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
             raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
@@ -76,6 +77,10 @@ class SyntheticSphereDataset(torch.utils.data.Dataset):
                 self._cache[index] = sample
         return self.transform(sample.clone()) if self.transform is not None else sample
 
+    def default_size(self, split: str) -> int:
+        """Samples of ``split`` when ``num_samples`` is not given: ``default_sizes[split]``."""
+        return self.default_sizes[split]
+
     def rng(self, index: int) -> np.random.Generator:
         """The random generator of sample ``index`` of this split."""
         return np.random.default_rng([self.seed, SPLITS.index(self.split), index])
@@ -89,6 +94,36 @@ class SyntheticSphereDataset(torch.utils.data.Dataset):
         """The graphs of the data set's sampling, finest (the samples' nodes) first."""
         raise NotImplementedError
 
+    def extra_repr(self) -> str:
+        """The subclass's own arguments, ``"name=value, ..."``, for :meth:`__repr__`."""
+        return ""
+
     def __repr__(self) -> str:
+        extra = self.extra_repr()
         return (f"{self.__class__.__name__}(split={self.split!r}, "
-                f"num_samples={self.num_samples}, seed={self.seed})")
+                f"num_samples={self.num_samples}, seed={self.seed}"
+                f"{', ' + extra if extra else ''})")
+
+
+class RelativeNoiseMixin:
+    r"""The added white noise of map data sets whose ``noise`` is relative to the signal.
+
+    White Gaussian noise of standard deviation :math:`\sigma_n` = ``noise * pixel_std``
+    is added to every pixel of an :math:`N_\mathrm{pix}`-pixel map. The class using it
+    sets ``noise``, ``npix`` and ``pixel_std`` (the standard deviation of its noiseless
+    maps).
+    """
+
+    noise: float
+    npix: int
+    pixel_std: float
+
+    @property
+    def noise_std(self) -> float:
+        """Standard deviation of the added white noise, ``noise * pixel_std``."""
+        return self.noise * self.pixel_std
+
+    @property
+    def noise_cl(self) -> float:
+        r"""Flat spectrum of the noise, :math:`\sigma_n^2\, 4\pi / N_\mathrm{pix}`."""
+        return self.noise_std**2 * 4 * np.pi / self.npix

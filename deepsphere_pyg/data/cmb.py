@@ -85,15 +85,15 @@ import torch
 
 from ..graphs import SphereHierarchy
 from ..openmp import single_threaded_openmp
-from .base import SyntheticSphereDataset
+from .base import RelativeNoiseMixin, SyntheticSphereDataset
 from .signal import SphereSignal
 from .spectra import (
     _check_noise,
     _check_nside,
+    _target_cl,
     correlation_from_cl,
     gaussian_map,
     load_spectra,
-    pixel_window,
     squared_field_cl,
 )
 
@@ -108,8 +108,7 @@ def cmb_cl(nside: int) -> np.ndarray:
 
     In :math:`\mu K^2`, :math:`\ell = 0 \dots 3 n_\mathrm{side} - 1`.
     """
-    nside = _check_nside(nside)
-    return load_spectra().cmb_tt[: 3 * nside] * pixel_window(nside) ** 2
+    return _target_cl(load_spectra().cmb_tt, nside)
 
 
 @functools.lru_cache(maxsize=16)
@@ -134,7 +133,7 @@ def _check_f_nl(f_nl: object) -> float:
     return value
 
 
-class CMBMaps(SyntheticSphereDataset):
+class CMBMaps(RelativeNoiseMixin, SyntheticSphereDataset):
     r"""Gaussian (label 0) vs local non-Gaussian (label 1) CMB maps (module docstring).
 
     Args:
@@ -190,16 +189,6 @@ class CMBMaps(SyntheticSphereDataset):
         r"""Standard deviation :math:`\sigma` of the noiseless maps (:math:`\mu K`)."""
         return float(math.sqrt(correlation_from_cl(self.cl, 1.0)))
 
-    @property
-    def noise_std(self) -> float:
-        """Standard deviation of the added white noise, ``noise * pixel_std``."""
-        return self.noise * self.pixel_std
-
-    @property
-    def noise_cl(self) -> float:
-        r"""Flat spectrum of the noise, :math:`\sigma_n^2\, 4\pi / N_\mathrm{pix}`."""
-        return self.noise_std**2 * 4 * np.pi / self.npix
-
     def noiseless_map(self, label: int, rng: np.random.Generator) -> np.ndarray:
         """Noiseless RING map ``[12 nside^2]`` (float64) of ``label``, drawn with ``rng``."""
         field = gaussian_map(self.cl, self.nside, rng)
@@ -233,7 +222,5 @@ class CMBMaps(SyntheticSphereDataset):
         """
         return SphereHierarchy.healpix(self.nside, levels, k=k, **kwargs)
 
-    def __repr__(self) -> str:
-        return (f"{self.__class__.__name__}(split={self.split!r}, "
-                f"num_samples={self.num_samples}, seed={self.seed}, nside={self.nside}, "
-                f"f_nl={self.f_nl}, noise={self.noise})")
+    def extra_repr(self) -> str:
+        return f"nside={self.nside}, f_nl={self.f_nl}, noise={self.noise}"

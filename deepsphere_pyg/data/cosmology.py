@@ -88,16 +88,16 @@ import torch
 
 from ..graphs import SphereHierarchy
 from ..graphs.checks import check_nside
-from .base import SPLITS, SyntheticSphereDataset
+from .base import SPLITS, RelativeNoiseMixin, SyntheticSphereDataset
 from .signal import SphereSignal
 from .spectra import (
     _check_noise,
     _check_nside,
+    _target_cl,
     correlation_from_cl,
     gaussian_map,
     load_spectra,
     lognormal_gaussian_cl,
-    pixel_window,
 )
 
 __all__ = ["CosmologyMaps", "convergence_cl"]
@@ -112,9 +112,7 @@ def convergence_cl(nside: int) -> np.ndarray:
     Row :math:`c` is model :math:`c` (label :math:`c`), :math:`\ell = 0 \dots 3
     n_\mathrm{side} - 1`, smoothed by :func:`~deepsphere_pyg.data.spectra.pixel_window`.
     """
-    nside = _check_nside(nside)
-    lmax = 3 * nside - 1
-    return load_spectra().kappa_cl[:, : lmax + 1] * pixel_window(nside) ** 2
+    return _target_cl(load_spectra().kappa_cl, nside)
 
 
 @functools.lru_cache(maxsize=16)
@@ -168,7 +166,7 @@ def _check_patches(patches: object, order: int | None) -> tuple[int, ...]:
     return tuple(out)
 
 
-class CosmologyMaps(SyntheticSphereDataset):
+class CosmologyMaps(RelativeNoiseMixin, SyntheticSphereDataset):
     r"""Convergence maps of two cosmologies, label 0 or 1 (module docstring).
 
     Args:
@@ -242,16 +240,6 @@ class CosmologyMaps(SyntheticSphereDataset):
         """Standard deviation of the noiseless maps (both labels pooled; module docstring)."""
         variances = [correlation_from_cl(cl, 1.0) for cl in self.cl]
         return float(np.sqrt(np.mean(variances)))
-
-    @property
-    def noise_std(self) -> float:
-        """Standard deviation of the added white noise, ``noise * pixel_std``."""
-        return self.noise * self.pixel_std
-
-    @property
-    def noise_cl(self) -> float:
-        r"""Flat spectrum of the noise, :math:`\sigma_n^2\, 4\pi / N_\mathrm{pix}`."""
-        return self.noise_std**2 * 4 * np.pi / self.npix
 
     # ------------------------------------------------------------- sampling
     def patch_pixels(self, patch: int | None = None) -> np.ndarray | None:
@@ -335,10 +323,8 @@ class CosmologyMaps(SyntheticSphereDataset):
         return SphereHierarchy.healpix(self.nside, levels, k=k, mask=self.patch_pixels(patch),
                                        **kwargs)
 
-    def __repr__(self) -> str:
+    def extra_repr(self) -> str:
         patches = None if self.order is None or len(self.patches) == 12 * self.order**2 \
             else list(self.patches)
-        return (f"{self.__class__.__name__}(split={self.split!r}, "
-                f"num_samples={self.num_samples}, seed={self.seed}, nside={self.nside}, "
-                f"order={self.order}, patches={patches}, noise={self.noise}, "
-                f"lognormal={self.lognormal})")
+        return (f"nside={self.nside}, order={self.order}, patches={patches}, "
+                f"noise={self.noise}, lognormal={self.lognormal}")

@@ -181,8 +181,7 @@ class SphericalDigits(SyntheticSphereDataset):
         transform: Callable[[SphereSignal], SphereSignal] | None = None,
         cache: bool = False,
     ) -> None:
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        super().__init__(split, num_samples, seed, transform=transform, cache=cache)
         if not any(rotate is r or (isinstance(r, str) and rotate == r) for r in ROTATIONS):
             raise ValueError(f"rotate must be False, 'z' or True, got {rotate!r}")
         self.nside = check_nside(nside)
@@ -195,9 +194,10 @@ class SphericalDigits(SyntheticSphereDataset):
         self.images = images[self.image_ids]
         #: ``[n_images]`` int64 labels of this split.
         self.labels = labels[self.image_ids]
-        if num_samples is None:
-            num_samples = int(self.image_ids.size)
-        super().__init__(split, num_samples, seed, transform=transform, cache=cache)
+
+    def default_size(self, split: str) -> int:
+        """Samples of ``split`` when ``num_samples`` is not given: its number of images."""
+        return int(_split_ids()[split].size)
 
     @property
     def pos(self) -> np.ndarray:
@@ -239,10 +239,8 @@ class SphericalDigits(SyntheticSphereDataset):
             return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
         return np.eye(3)
 
-    def __repr__(self) -> str:
-        return (f"{self.__class__.__name__}(split={self.split!r}, "
-                f"num_samples={self.num_samples}, seed={self.seed}, nside={self.nside}, "
-                f"rotate={self.rotate!r}, extent={self.extent:g})")
+    def extra_repr(self) -> str:
+        return f"nside={self.nside}, rotate={self.rotate!r}, extent={self.extent:g}"
 
 
 def split_image_ids() -> dict[str, np.ndarray]:

@@ -235,13 +235,12 @@ class SegmentationMaps(SyntheticSphereDataset):
         values = values - values.mean()
         return values / values.std()
 
-    def __repr__(self) -> str:
+    def extra_repr(self) -> str:
         grid = (f", nlat={self.nlat}, nlon={self.nlon}, grid={self.grid!r}"
                 if self.sampling == "equiangular" else "")
-        return (f"{self.__class__.__name__}(split={self.split!r}, "
-                f"num_samples={self.num_samples}, seed={self.seed}, nside={self.nside}, "
-                f"num_classes={self.num_classes}, sampling={self.sampling!r}{grid}, "
-                f"quantiles={self.quantiles}, noise={self.noise:g})")
+        return (f"nside={self.nside}, num_classes={self.num_classes}, "
+                f"sampling={self.sampling!r}{grid}, quantiles={self.quantiles}, "
+                f"noise={self.noise:g}")
 
 
 # --------------------------------------------------------------------------- helpers

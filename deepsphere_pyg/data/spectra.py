@@ -135,6 +135,17 @@ def pixel_window(nside: int) -> np.ndarray:
     return hp.gauss_beam(hp.nside2resol(int(nside)), lmax=lmax)
 
 
+def _target_cl(cl: np.ndarray, nside: int) -> np.ndarray:
+    r"""Spectrum of the generated maps at ``nside``: :math:`C_\ell b_\ell^2`, ``[..., 3 nside]``.
+
+    ``cl`` ``[..., L + 1]`` (a shipped spectrum) is cut at the band limit
+    :math:`3 n_\mathrm{side} - 1` and smoothed by :func:`pixel_window`; ``nside`` is
+    checked (a power of two <= :data:`MAX_NSIDE`).
+    """
+    nside = _check_nside(nside)
+    return cl[..., : 3 * nside] * pixel_window(nside) ** 2
+
+
 @functools.lru_cache(maxsize=8)
 def legendre_nodes(num: int) -> tuple[np.ndarray, np.ndarray]:
     r"""Gauss-Legendre nodes :math:`x_i` and weights :math:`w_i` on :math:`[-1, 1]` (cached).

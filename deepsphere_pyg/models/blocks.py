@@ -440,3 +440,37 @@ def split_data_argument(x: Any, data: Data | None) -> tuple[Tensor, Data | None]
             )
         return batch.x, None
     return x, data
+
+
+def route_input(
+    x: Any, data: Data | None, *, num_levels: int, first_level: int = 0, **per_level: Any
+) -> tuple[Tensor, list[HierarchyLevel] | None, int | None]:
+    """Tell the two kinds of input of a model's ``forward`` apart.
+
+    ``x`` may itself be a batch (:func:`split_data_argument`). Without ``data`` and
+    ``edge_index``, ``x`` lives on the model's own graph and ``(x, None, None)`` is
+    returned. Otherwise it is a disjoint batch and ``(x, levels, num_graphs)`` is returned,
+    ``levels`` being the ``num_levels`` levels from :func:`disjoint_levels` (those from
+    ``first_level`` of ``data``'s hierarchies, or the per-level tensors as given). ``x``
+    itself is checked by the caller.
+
+    Args:
+        x, data: the first two arguments of the model's ``forward``.
+        num_levels, first_level: as in :func:`disjoint_levels`.
+        **per_level: ``edge_index``, ``edge_weight``, ``pool_index``, ``batch``,
+            ``coverage`` and ``num_graphs``, the keyword arguments of
+            :func:`disjoint_levels` (all of them, ``None`` where not given).
+
+    Raises:
+        ValueError: ``pool_index`` or ``batch`` without ``edge_index`` (or ``data``), and
+            the errors of :func:`split_data_argument` and :func:`disjoint_levels`.
+    """
+    x, data = split_data_argument(x, data)
+    if data is None and per_level["edge_index"] is None:
+        if per_level["pool_index"] is not None or per_level["batch"] is not None:
+            raise ValueError("pool_index/batch describe a disjoint batch: pass "
+                             "edge_index (one per level) too")
+        return x, None, None
+    levels, num_graphs = disjoint_levels(x, data, num_levels=num_levels,
+                                         first_level=first_level, **per_level)
+    return x, levels, num_graphs

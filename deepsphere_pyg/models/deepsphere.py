@@ -22,9 +22,8 @@ from .blocks import (
     check_int,
     check_pool,
     check_shared_input,
-    disjoint_levels,
     node_statistic,
-    split_data_argument,
+    route_input,
 )
 
 __all__ = ["HEADS", "DeepSphere"]
@@ -232,17 +231,12 @@ class DeepSphere(ModelMixin, nn.Module):
             ValueError: ``x`` of the wrong node or feature count, too few levels in
                 ``data``, or ``head="fc"`` on graphs of another size.
         """
-        x, data = split_data_argument(x, data)
-        if data is None and edge_index is None:
-            if pool_index is not None or batch is not None:
-                raise ValueError("pool_index/batch describe a disjoint batch: pass "
-                                 "edge_index (one per level) too")
+        x, levels, num_graphs = route_input(
+            x, data, edge_index=edge_index, edge_weight=edge_weight, pool_index=pool_index,
+            batch=batch, coverage=coverage, num_graphs=num_graphs, num_levels=self.num_levels)
+        if levels is None:
             x, _ = check_shared_input(x, self.graph.num_nodes[0], self.in_channels)
             return self.forward_levels(x, self.graph.levels())
-        levels, num_graphs = disjoint_levels(
-            x, data, edge_index=edge_index, edge_weight=edge_weight, pool_index=pool_index,
-            batch=batch, coverage=coverage, num_graphs=num_graphs,
-            num_levels=self.num_levels)
         check_disjoint_input(x, levels[0], self.in_channels)
         return self.forward_levels(x, levels, num_graphs)
 

@@ -17,8 +17,7 @@ from .blocks import (
     check_features,
     check_hierarchy,
     check_int,
-    disjoint_levels,
-    split_data_argument,
+    route_input,
 )
 from .deepsphere import DeepSphere
 
@@ -321,19 +320,14 @@ class ScatteringDeepSphere(ModelMixin, nn.Module):
                 the expected shape.
             RuntimeError: a standardising ``normalize`` before :meth:`fit_normalization`.
         """
-        x, data = split_data_argument(x, data)
-        if data is None and edge_index is None:
-            if pool_index is not None or batch is not None:
-                raise ValueError("pool_index/batch describe a disjoint batch: pass "
-                                 "edge_index (one per level) too")
-            s, _ = self._coefficients(x)
-            return self.backbone(self.normalize_coefficients(s))
         backbone = self.backbone
-        levels, num_graphs = disjoint_levels(
+        x, levels, num_graphs = route_input(
             x, data, edge_index=edge_index, edge_weight=edge_weight, pool_index=pool_index,
             batch=batch, coverage=coverage, num_graphs=num_graphs,
-            num_levels=backbone.num_levels,
-            first_level=self.input_level if data is not None else 0)
+            num_levels=backbone.num_levels, first_level=self.input_level)
+        if levels is None:
+            s, _ = self._coefficients(x)
+            return backbone(self.normalize_coefficients(s))
         if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[0] != levels[0].num_nodes:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(

@@ -21,8 +21,7 @@ from .blocks import (
     check_int,
     check_pool,
     check_shared_input,
-    disjoint_levels,
-    split_data_argument,
+    route_input,
 )
 
 __all__ = ["SphericalUNet"]
@@ -153,17 +152,13 @@ class SphericalUNet(ModelMixin, nn.Module):
         """Per-node outputs: ``[B, N_0, out_channels]`` (``[N_0, out_channels]`` for one
         ``[N_0, F]`` sample, ``[sum N_0, out_channels]`` for a disjoint batch). The
         arguments are those of :meth:`DeepSphere.forward` (``depth`` levels needed)."""
-        x, data = split_data_argument(x, data)
-        if data is None and edge_index is None:
-            if pool_index is not None or batch is not None:
-                raise ValueError("pool_index/batch describe a disjoint batch: pass "
-                                 "edge_index (one per level) too")
+        x, levels, _ = route_input(
+            x, data, edge_index=edge_index, edge_weight=edge_weight, pool_index=pool_index,
+            batch=batch, coverage=None, num_graphs=None, num_levels=self.depth)
+        if levels is None:
             x, single = check_shared_input(x, self.graph.num_nodes[0], self.in_channels)
             out = self.forward_levels(x, self.graph.levels())
             return out[0] if single else out
-        levels, _ = disjoint_levels(
-            x, data, edge_index=edge_index, edge_weight=edge_weight, pool_index=pool_index,
-            batch=batch, coverage=None, num_graphs=None, num_levels=self.depth)
         check_disjoint_input(x, levels[0], self.in_channels)
         return self.forward_levels(x, levels)
 

@@ -11,39 +11,6 @@ from deepsphere_pyg.graphs.hierarchy_data import HierarchyData
 from deepsphere_pyg.models import DeepSphere, node_statistic
 from deepsphere_pyg.nn import SphericalChebConv
 
-NSIDE = 8
-SAMPLINGS = ["healpix", "healpix-partial", "equiangular", "points", "icosahedral"]
-
-
-def disc_mask(center, radius, nside=NSIDE):
-    mask = np.zeros(12 * nside**2, dtype=bool)
-    mask[hp.query_disc(nside, center, radius, nest=True)] = True
-    return mask
-
-
-def random_points(count, seed):
-    rng = np.random.default_rng(seed)
-    lon = rng.uniform(0.0, 360.0, count)
-    lat = np.degrees(np.arcsin(rng.uniform(-1.0, 1.0, count)))
-    return lon, lat
-
-
-def build(sampling):
-    if sampling == "healpix":
-        return SphereHierarchy.healpix(NSIDE, 3)
-    if sampling == "healpix-partial":
-        return SphereHierarchy.healpix(NSIDE, 3, mask=disc_mask([1.0, 0.0, 0.2], 0.9))
-    if sampling == "equiangular":
-        return SphereHierarchy.equiangular(16, 3, grid="soft", k=8)
-    if sampling == "points":
-        return SphereHierarchy.points(*random_points(300, 0), 3)
-    return SphereHierarchy.icosahedral(3, 3)
-
-
-@pytest.fixture(scope="module")
-def hierarchies():
-    return {name: build(name) for name in SAMPLINGS}
-
 
 def model_for(hierarchy, seed=0, **kwargs):
     torch.manual_seed(seed)
@@ -52,18 +19,8 @@ def model_for(hierarchy, seed=0, **kwargs):
     return DeepSphere(hierarchy, 2, 3, **kwargs)
 
 
-def train_briefly(model, x):
-    """A few training-mode passes so batch-norm running statistics are not trivial."""
-    model.train()
-    with torch.no_grad():
-        for _ in range(3):
-            model(x + torch.randn_like(x))
-    return model.eval()
-
-
 # ------------------------------------------------------------------------- shapes
 @pytest.mark.parametrize("head", ["statistic", "fc"])
-@pytest.mark.parametrize("sampling", SAMPLINGS)
 def test_forward_backward_on_every_sampling(hierarchies, sampling, head):
     hierarchy = hierarchies[sampling]
     model = model_for(hierarchy, head=head, statistic="meanvar")
@@ -79,8 +36,7 @@ def test_forward_backward_on_every_sampling(hierarchies, sampling, head):
     torch.testing.assert_close(model(x[1]), model(x[1:2]))
 
 
-@pytest.mark.parametrize("sampling", SAMPLINGS)
-def test_batch_equals_each_sample(hierarchies, sampling):
+def test_batch_equals_each_sample(hierarchies, sampling, train_briefly):
     hierarchy = hierarchies[sampling]
     x = torch.randn(3, hierarchy.num_nodes[0], 2)
     for head in ("statistic", "fc"):
@@ -108,13 +64,14 @@ def test_sphere_signal_batches_from_a_pyg_loader(hierarchies):
 
 # ---------------------------------------------------------------- disjoint batches
 @pytest.mark.parametrize("kind", ["healpix", "points"])
-def test_disjoint_batch_equals_each_graph_alone(kind):
+def test_disjoint_batch_equals_each_graph_alone(kind, masked_healpix, points_hierarchy,
+                                                train_briefly):
     if kind == "healpix":
-        first = SphereHierarchy.healpix(NSIDE, 3, mask=disc_mask([1.0, 0.0, 0.0], 0.8))
-        second = SphereHierarchy.healpix(NSIDE, 3, mask=disc_mask([0.0, 0.3, 1.0], 1.2))
+        first = masked_healpix([1.0, 0.0, 0.0], 0.8)
+        second = masked_healpix([0.0, 0.3, 1.0], 1.2)
     else:
-        first = SphereHierarchy.points(*random_points(250, 1), 3)
-        second = SphereHierarchy.points(*random_points(180, 2), 3)
+        first = points_hierarchy(250, 1)
+        second = points_hierarchy(180, 2)
     assert first.num_nodes != second.num_nodes
     xs = [torch.randn(h.num_nodes[0], 2) for h in (first, second)]
     reference = train_briefly(model_for(first, statistic="meanvar"), xs[0][None])
@@ -141,8 +98,8 @@ def test_disjoint_batch_equals_each_graph_alone(kind):
         torch.testing.assert_close(explicit, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_coverage_weighted_statistics_match_the_definition():
-    hierarchy = SphereHierarchy.healpix(NSIDE, 3, mask=disc_mask([0.3, 1.0, 0.0], 0.9))
+def test_coverage_weighted_statistics_match_the_definition(masked_healpix):
+    hierarchy = masked_healpix([0.3, 1.0, 0.0], 0.9)
     weight = hierarchy.coverage[2].double()
     assert weight.min() < 1  # partial parents at the border of the mask
     x = torch.randn(2, hierarchy.num_nodes[2], 3, dtype=torch.float64)
@@ -167,9 +124,9 @@ def z_rotation(nside):
     return torch.from_numpy(hp.ang2pix(nside, theta, phi + np.pi / 2, nest=True))
 
 
-def test_statistic_head_is_nearly_rotation_invariant():
-    hierarchy = SphereHierarchy.healpix(NSIDE, 3)
-    perms = [z_rotation(NSIDE >> level) for level in range(3)]
+def test_statistic_head_is_nearly_rotation_invariant(hierarchies, nside, train_briefly):
+    hierarchy = hierarchies["healpix"]
+    perms = [z_rotation(nside >> level) for level in range(3)]
     for level in range(3):
         assert torch.equal(torch.sort(perms[level]).values, torch.arange(perms[level].numel()))
     # The rotation maps the pooling tree onto itself ...
@@ -279,7 +236,7 @@ def test_repr_reset_and_state_dict(hierarchies):
 
 
 # ------------------------------------------------------------------- bad input
-def test_bad_input(hierarchies):
+def test_bad_input(hierarchies, masked_healpix, nside):
     hierarchy = hierarchies["healpix"]
     model = model_for(hierarchy)
     with pytest.raises(ValueError, match=f"N={hierarchy.num_nodes[0]}"):
@@ -308,7 +265,7 @@ def test_bad_input(hierarchies):
         DeepSphere(hierarchy[0], 2, 3)
 
     # head="fc" on a disjoint batch whose graphs have another size at the last level.
-    masked = SphereHierarchy.healpix(NSIDE, 3, mask=disc_mask([1.0, 0.0, 0.0], 0.8))
+    masked = masked_healpix([1.0, 0.0, 0.0], 0.8)
     fc = model_for(hierarchy, head="fc")
     samples = [HierarchyData.from_hierarchy(h, x=torch.randn(h.num_nodes[0], 2))
                for h in (hierarchy, masked)]
@@ -317,8 +274,8 @@ def test_bad_input(hierarchies):
         fc(batch)
     fc(Batch.from_data_list([samples[0], samples[0]]))  # same size: fine
     # Disjoint batches: too few levels, x of the wrong size, mixed arguments.
-    shallow = HierarchyData.from_hierarchy(SphereHierarchy.healpix(NSIDE, 2),
-                                           x=torch.randn(12 * NSIDE**2, 2))
+    shallow = HierarchyData.from_hierarchy(SphereHierarchy.healpix(nside, 2),
+                                           x=torch.randn(12 * nside**2, 2))
     with pytest.raises(ValueError, match="needs 3 levels"):
         model(shallow)
     with pytest.raises(ValueError, match="nodes"):
@@ -332,7 +289,7 @@ def test_bad_input(hierarchies):
         model(Data(x=batch.x, edge_index=batch.edge_index))
 
 
-def test_nan_is_not_checked_and_stays_in_its_sample(hierarchies):
+def test_nan_is_not_checked_and_stays_in_its_sample(hierarchies, train_briefly):
     """NaN inputs are not searched for (a check would cost a device sync per step): in
     evaluation mode they propagate to the output of their own sample only."""
     hierarchy = hierarchies["healpix"]

@@ -1,6 +1,5 @@
 """ScatteringDeepSphere: coefficients on a coarse level, normalisation, raw maps, errors."""
 
-import healpy as hp
 import numpy as np
 import pytest
 import torch
@@ -13,45 +12,12 @@ from deepsphere_pyg.models import DeepSphere, ScatteringDeepSphere, sub_hierarch
 from deepsphere_pyg.openmp import single_threaded_openmp
 from deepsphere_pyg.scattering import SphericalScattering
 
-NSIDE = 8
-SAMPLINGS = ["healpix", "healpix-partial", "equiangular", "points", "icosahedral"]
-
 
 @pytest.fixture(autouse=True)
 def _one_openmp_thread():
     """healpy on one thread (shared machines)."""
     with single_threaded_openmp():
         yield
-
-
-def disc_mask(center, radius, nside=NSIDE):
-    mask = np.zeros(12 * nside**2, dtype=bool)
-    mask[hp.query_disc(nside, center, radius, nest=True)] = True
-    return mask
-
-
-def random_points(count, seed):
-    rng = np.random.default_rng(seed)
-    lon = rng.uniform(0.0, 360.0, count)
-    lat = np.degrees(np.arcsin(rng.uniform(-1.0, 1.0, count)))
-    return lon, lat
-
-
-def build(sampling):
-    if sampling == "healpix":
-        return SphereHierarchy.healpix(NSIDE, 3)
-    if sampling == "healpix-partial":
-        return SphereHierarchy.healpix(NSIDE, 3, mask=disc_mask([1.0, 0.0, 0.2], 0.9))
-    if sampling == "equiangular":
-        return SphereHierarchy.equiangular(16, 3, grid="soft", k=8)
-    if sampling == "points":
-        return SphereHierarchy.points(*random_points(300, 0), 3)
-    return SphereHierarchy.icosahedral(3, 3)
-
-
-@pytest.fixture(scope="module")
-def hierarchies():
-    return {name: build(name) for name in SAMPLINGS}
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +36,6 @@ def signed_log(s, eps):
 
 
 # ------------------------------------------------------------------------- shapes
-@pytest.mark.parametrize("sampling", SAMPLINGS)
 def test_coefficients_on_a_coarse_level_of_every_sampling(hierarchies, sampling):
     hierarchy = hierarchies[sampling]
     torch.manual_seed(0)
@@ -179,9 +144,9 @@ def test_log_and_identity_normalisation(hierarchies):
 
 
 # ---------------------------------------------------------------- disjoint batches
-def test_disjoint_batch_of_full_hierarchies():
-    first = SphereHierarchy.healpix(NSIDE, 3, mask=disc_mask([1.0, 0.0, 0.0], 0.9))
-    second = SphereHierarchy.healpix(NSIDE, 3, mask=disc_mask([0.0, 0.0, 1.0], 1.3))
+def test_disjoint_batch_of_full_hierarchies(masked_healpix):
+    first = masked_healpix([1.0, 0.0, 0.0], 0.9)
+    second = masked_healpix([0.0, 0.0, 1.0], 1.3)
     coefficients = [torch.rand(h.num_nodes[1], 5) for h in (first, second)]
     torch.manual_seed(3)
     model = ScatteringDeepSphere(first, 5, 2, input_level=1, channels=(6, 6), K=3).eval()

@@ -11,39 +11,6 @@ from deepsphere_pyg.graphs.hierarchy_data import HierarchyData
 from deepsphere_pyg.models import SphericalUNet
 from deepsphere_pyg.nn import SphericalChebConv
 
-NSIDE = 8
-SAMPLINGS = ["healpix", "healpix-partial", "equiangular", "points", "icosahedral"]
-
-
-def disc_mask(center, radius, nside=NSIDE):
-    mask = np.zeros(12 * nside**2, dtype=bool)
-    mask[hp.query_disc(nside, center, radius, nest=True)] = True
-    return mask
-
-
-def random_points(count, seed):
-    rng = np.random.default_rng(seed)
-    lon = rng.uniform(0.0, 360.0, count)
-    lat = np.degrees(np.arcsin(rng.uniform(-1.0, 1.0, count)))
-    return lon, lat
-
-
-def build(sampling):
-    if sampling == "healpix":
-        return SphereHierarchy.healpix(NSIDE, 3)
-    if sampling == "healpix-partial":
-        return SphereHierarchy.healpix(NSIDE, 3, mask=disc_mask([1.0, 0.0, 0.2], 0.9))
-    if sampling == "equiangular":
-        return SphereHierarchy.equiangular(16, 3, grid="soft", k=8)
-    if sampling == "points":
-        return SphereHierarchy.points(*random_points(300, 0), 3)
-    return SphereHierarchy.icosahedral(3, 3)
-
-
-@pytest.fixture(scope="module")
-def hierarchies():
-    return {name: build(name) for name in SAMPLINGS}
-
 
 def unet_for(hierarchy, seed=0, **kwargs):
     torch.manual_seed(seed)
@@ -51,16 +18,7 @@ def unet_for(hierarchy, seed=0, **kwargs):
     return SphericalUNet(hierarchy, 2, 3, **kwargs)
 
 
-def train_briefly(model, x):
-    model.train()
-    with torch.no_grad():
-        for _ in range(3):
-            model(x + torch.randn_like(x))
-    return model.eval()
-
-
-@pytest.mark.parametrize("sampling", SAMPLINGS)
-def test_forward_backward_and_batch_consistency(hierarchies, sampling):
+def test_forward_backward_and_batch_consistency(hierarchies, sampling, train_briefly):
     hierarchy = hierarchies[sampling]
     model = unet_for(hierarchy)
     x = torch.randn(3, hierarchy.num_nodes[0], 2)
@@ -76,10 +34,11 @@ def test_forward_backward_and_batch_consistency(hierarchies, sampling):
             torch.testing.assert_close(batched[i], model(x[i]), rtol=1e-5, atol=1e-6)
 
 
-def test_disjoint_batch_equals_each_graph_alone():
-    first = SphereHierarchy.healpix(NSIDE, 3, mask=disc_mask([1.0, 0.0, 0.0], 0.8))
-    second = SphereHierarchy.healpix(NSIDE, 3)
-    third = SphereHierarchy.points(*random_points(200, 3), 3)
+def test_disjoint_batch_equals_each_graph_alone(hierarchies, masked_healpix, points_hierarchy,
+                                                train_briefly):
+    first = masked_healpix([1.0, 0.0, 0.0], 0.8)
+    second = hierarchies["healpix"]
+    third = points_hierarchy(200, 3)
     graphs = (first, second, third)
     xs = [torch.randn(h.num_nodes[0], 2) for h in graphs]
     reference = train_briefly(unet_for(first), xs[0][None])
@@ -143,13 +102,14 @@ def test_parameter_count_by_hand(hierarchies):
     assert SphericalUNet(hierarchy, 1, 3).num_parameters == default
 
 
-def test_dense_output_is_nearly_equivariant_to_an_exact_rotation():
+def test_dense_output_is_nearly_equivariant_to_an_exact_rotation(hierarchies, nside,
+                                                                train_briefly):
     """A 90 degree rotation about z permutes HEALPix pixels exactly (at every level, and
     compatibly with the NEST pooling tree); the per-node output follows the permutation
     up to the few asymmetric ties of the k-NN graphs."""
-    hierarchy = SphereHierarchy.healpix(NSIDE, 3)
-    theta, phi = hp.pix2ang(NSIDE, np.arange(12 * NSIDE**2), nest=True)
-    perm = torch.from_numpy(hp.ang2pix(NSIDE, theta, phi + np.pi / 2, nest=True))
+    hierarchy = hierarchies["healpix"]
+    theta, phi = hp.pix2ang(nside, np.arange(12 * nside**2), nest=True)
+    perm = torch.from_numpy(hp.ang2pix(nside, theta, phi + np.pi / 2, nest=True))
     torch.manual_seed(0)
     x = torch.randn(4, hierarchy.num_nodes[0], 2)
     rotated = torch.empty_like(x)
@@ -185,7 +145,7 @@ def test_repr_and_state_dict(hierarchies):
     assert model.output.weight.abs().sum() > 0
 
 
-def test_bad_input(hierarchies):
+def test_bad_input(hierarchies, nside):
     hierarchy = hierarchies["healpix"]
     with pytest.raises(ValueError, match="hierarchy has 3"):
         SphericalUNet(hierarchy, 2, 3, channels=(4, 4, 4, 4), depth=4)
@@ -200,7 +160,7 @@ def test_bad_input(hierarchies):
         model(torch.randn(2, 50, 2))
     with pytest.raises(ValueError, match="in_channels=2"):
         model(torch.randn(2, hierarchy.num_nodes[0], 1))
-    shallow = HierarchyData.from_hierarchy(SphereHierarchy.healpix(NSIDE, 2),
-                                           x=torch.randn(12 * NSIDE**2, 2))
+    shallow = HierarchyData.from_hierarchy(SphereHierarchy.healpix(nside, 2),
+                                           x=torch.randn(12 * nside**2, 2))
     with pytest.raises(ValueError, match="needs 3 levels"):
         model(shallow)

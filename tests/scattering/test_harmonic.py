@@ -7,22 +7,13 @@ import torch
 
 from deepsphere_pyg.graphs import SphereHierarchy
 from deepsphere_pyg.graphs.equiangular import equiangular_hierarchy
-from deepsphere_pyg.graphs.equivariance import (
-    _single_threaded_openmp,
-    random_rotations,
-    rotate_alm,
-)
+from deepsphere_pyg.graphs.equivariance import random_rotations, rotate_alm
 from deepsphere_pyg.scattering import FilterBank, HarmonicBackend, SphericalScattering
 from deepsphere_pyg.scattering.backend import ScatteringBackend
 
 NSIDE = 32
 
-
-@pytest.fixture(autouse=True)
-def _one_openmp_thread():
-    """healpy on one thread: many small transforms, on machines shared with other jobs."""
-    with _single_threaded_openmp():
-        yield
+pytestmark = pytest.mark.usefixtures("one_openmp_thread")
 
 
 @pytest.fixture(scope="module")

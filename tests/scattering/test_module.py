@@ -12,19 +12,13 @@ from torch_geometric.data import Data, InMemoryDataset
 
 from deepsphere_pyg.graphs import SphereHierarchy
 from deepsphere_pyg.graphs.equiangular import equiangular_hierarchy
-from deepsphere_pyg.openmp import single_threaded_openmp
 from deepsphere_pyg.scattering import ScatteringTransform, SphericalScattering
 from deepsphere_pyg.scattering.module import default_band_limit, hierarchy_fingerprint
 from deepsphere_pyg.scattering.resolution import effective_nside
 
 NSIDE = 16
 
-
-@pytest.fixture(autouse=True)
-def _one_openmp_thread():
-    """healpy on one thread: many small transforms, on machines shared with other jobs."""
-    with single_threaded_openmp():
-        yield
+pytestmark = pytest.mark.usefixtures("one_openmp_thread")
 
 
 @pytest.fixture(scope="module")
