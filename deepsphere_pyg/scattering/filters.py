@@ -35,6 +35,7 @@ band-limited to :math:`\ell < L`: filtering preserves the energy exactly.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from dataclasses import dataclass
@@ -65,9 +66,15 @@ def _bump_squared_over_t(t: np.ndarray, lam: float) -> np.ndarray:
     return out
 
 
+@functools.cache
+def _quadrature() -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Legendre nodes and weights on [-1, 1] (computed once)."""
+    return np.polynomial.legendre.leggauss(_QUADRATURE_NODES)
+
+
 def _integral_to_one(t: np.ndarray, lam: float) -> np.ndarray:
     r""":math:`\int_t^1 s_\lambda^2(t')/t'\,dt'` for ``t`` in :math:`[1/\lambda, 1]`."""
-    nodes, weights = np.polynomial.legendre.leggauss(_QUADRATURE_NODES)
+    nodes, weights = _quadrature()
     half = (1.0 - t)[:, None] / 2.0
     points = t[:, None] + half * (nodes[None, :] + 1.0)
     return (half * weights[None, :] * _bump_squared_over_t(points, lam)).sum(axis=1)

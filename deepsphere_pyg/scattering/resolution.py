@@ -17,8 +17,8 @@ angle of the graph's nodes.
 The default margin 1 chooses the level that can represent a band (the output level of
 the scattering coefficients). A graph filter is more accurate one level finer, where its
 band ends at half the resolution: the graph backend applies the scaling function there
-(:data:`~deepsphere_pyg.scattering.graph_backend.SCALING_MARGIN`) and averages the result
-down to the output level.
+(:data:`~deepsphere_pyg.scattering.graph_backend.SCALING_MARGIN`) and interpolates the
+result to the output level (:func:`interpolation_matrix`).
 """
 
 from __future__ import annotations

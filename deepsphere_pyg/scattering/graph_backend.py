@@ -1,0 +1,738 @@
+r"""Scattering with Chebyshev filters of the graph Laplacians, level by level.
+
+**Filters.** The kernels :math:`\Phi_{J_0}(\ell)` and :math:`\kappa_j(\ell)` of a
+:class:`~deepsphere_pyg.scattering.filters.FilterBank` are functions of the degree; a graph
+applies them as functions of its Laplacian, :math:`\kappa(\ell(L))`, with the map
+:math:`\ell(\mu)` calibrated on that graph (:mod:`~deepsphere_pyg.scattering.calibration`),
+through a Chebyshev expansion on :math:`[0, \lambda_\max]` (:func:`kernel_coefficients`:
+interpolation at the Chebyshev-Lobatto points, exact at :math:`\mu = 0`, so a constant
+map is filtered exactly) evaluated with the three-term recurrence: ``K - 1`` sparse
+products for ``K`` terms, no eigendecomposition. :math:`\lambda_\max` is Gershgorin's
+bound of the assembled Laplacian (:func:`chebyshev_operator`; an underestimate would make
+the recurrence diverge, Lanczos costs minutes at nside 1024); ``lambda_max="lanczos"``
+estimates it instead.
+
+**Multiresolution.** A filter whose band ends at a fixed fraction of a level's resolution
+needs the same number of terms on every level, so each filter runs on the coarsest level
+that resolves it (:func:`~deepsphere_pyg.scattering.resolution.level_for_band_limit`):
+
+* wavelet :math:`\kappa_j` (support :math:`\ell < \lambda^{j+1}`) on the coarsest level
+  with effective nside :math:`\ge \lambda^{j+1}` (:data:`WAVELET_MARGIN` = 1); the
+  modulus is taken there;
+* :math:`\Phi` on the coarsest level with effective nside :math:`\ge 2 \lambda^{J_0}`
+  (:data:`SCALING_MARGIN`), one level finer than the output level chosen by the default
+  margin 1, and moved to the output level by local quadratic interpolation
+  (:func:`~deepsphere_pyg.scattering.resolution.interpolation_matrix`). Measured at nside
+  32 (k = 20, :math:`J_0 = 2`, white spectrum up to :math:`\ell = 32`): order-0
+  rotation-equivariance error 4.9e-2 with :math:`\Phi` on the nside-4 output level,
+  1.7e-2 on nside 8 then interpolated (2.1e-2 with the mean of the children instead);
+* a signal moves from level :math:`l` to :math:`l + 1` by a low-pass on level :math:`l`,
+  then the mean over the children of each parent
+  (:func:`~deepsphere_pyg.nn.sphere_pool.sphere_pool`, ``"avg"``; on a partial sky the
+  mean of the *observed* children, as :class:`~deepsphere_pyg.nn.SpherePool` does, so
+  ``SphereHierarchy.coverage`` does not enter the values: it tells which output nodes
+  lie on the mask border, where the coefficients differ most from the full-sky ones).
+  The low-pass of a signal is
+
+  .. math::
+
+      h(\ell) = \frac{k_{C/B}(\ell / C)}{\gamma_l(\ell)}, \qquad
+      C = \max(n_l, \lambda B),
+
+  with :math:`B` the highest degree that signal still needs below level :math:`l`
+  (:math:`\lambda^{j+1}` of its later wavelets, :math:`\lambda^{J_0}` of :math:`\Phi`),
+  :math:`n_l` the level's effective nside, :math:`k_{C/B}` the smooth step of the filter
+  bank (exactly 1 up to :math:`B`, 0 from :math:`C` on) and :math:`\gamma_l` the
+  calibrated attenuation of the averaging
+  (:func:`~deepsphere_pyg.scattering.calibration.pooling_gain`). In exact arithmetic it
+  leaves every later filter unchanged, and it removes what the coarse level cannot hold
+  before the averaging aliases it. On the level just finer than the one of :math:`\Phi`,
+  a signal that still has wavelets to come is sent down twice: once for them, once
+  low-passed for :math:`\Phi` alone; and every map that only :math:`\Phi` still needs is
+  cut there at half the resolution (:data:`SCALING_CUTOFF`). :math:`\Phi` then acts on
+  its coarse graph without degrees above half that graph's resolution, where the graph is
+  least isotropic (order-0 equivariance error at nside 32, :math:`J_0 = 2`: 1.65e-2 ->
+  1.3e-2; the cost is that of one level above a coarse one).
+
+A path :math:`(j_1, j_2)` is thus: the input moves down to the level of :math:`j_1`,
+:math:`U_1 = |f \star \psi_{j_1}|` there, :math:`U_1` moves down to the level of
+:math:`j_2`, :math:`U_2 = |U_1 \star \psi_{j_2}|` there, :math:`U_2` moves down to the
+level of :math:`\Phi`, :math:`S = U_2 \star \Phi` is interpolated to the output level.
+The signals filtered together on a level (those arriving from the finer level; then the
+moduli just computed there; ...) share Chebyshev recurrences: one per group of signals
+needing the same number of terms, whose terms are combined with the coefficients of every
+filter each signal needs, so a level costs ``K - 1`` products per signal and pass
+whatever the number of filters.
+
+**Terms.** ``order`` (30) for a filter whose band ends at or above the level's resolution;
+``order`` times resolution / band edge (at most 4 times) for narrower ones (:math:`\Phi`
+on its level: 60); a low-pass with a transition wider than the octave from half the
+resolution to the resolution gets proportionally fewer (at least half): the low-pass of a
+map that only :math:`\Phi` still needs (the order-2 moduli) runs with about 16 terms.
+
+**Normalisation.** The combinatorial Laplacian :math:`D - W` (``normalization=None``,
+default) keeps the constant map in its null space on any graph: a constant map gives
+:math:`S_0` equal to the constant and zero wavelet coefficients to rounding, also on a
+partial sky; with the symmetric normalisation, whose null vector is :math:`D^{1/2}
+\mathbf 1`, the same map is off by up to 47 % at a mask border (nside 16, k = 20), and
+its order-0 equivariance error on full-sky HEALPix is 2.2e-2 instead of 1.7e-2.
+``"rw"`` (:math:`I - D^{-1} W`, also constant-preserving) is offered; it is as accurate
+as the combinatorial one on partial HEALPix skies and less on irregular point sets.
+
+**Accuracy** (nside 32, 20-NN HEALPix graphs, band-limited white maps; see
+``tests/scattering/test_graph_backend.py``): rotation-equivariance error 1.5-1.7e-2 /
+0.6-0.8e-2 / 1.4-1.9e-2 at orders 0 / 1 / 2 (the harmonic backend: 1e-4 / 2e-3 /
+9e-3; an exact spectral low-pass on the same graphs: 1.3e-2, the floor of the graph);
+relative difference to exact harmonic filtering 1.6-1.9e-2 (order 0), 0.9e-2 (order 1).
+The accuracy follows the graph's: with 8 neighbours the errors are 2-3 times larger; on
+point sets whose density varies at the scale of the nodes (HEALPix centres jittered by
+0.1 pixel: 4.6e-2 at order 0) or strongly (equiangular k-NN graphs, where the poles are
+40 times denser) a k-NN graph Laplacian is a poor approximation of the spherical one,
+and so are these filters.
+
+**Sparse products.** Operators are CSR buffers with int32 indices. On CPU, one column
+goes through scipy, more through torch's kernel (see ``_Operator``); on CUDA, torch; with
+autograd (``x.requires_grad``), torch on either.
+
+**Cost** (``scripts/bench_scattering.py``, one map, depth 2, :math:`L = 3072`,
+:math:`J_0 = 6`, 29 paths, one thread of a shared 2-core machine): at nside 1024 the
+transform takes 34 s with 8-NN graphs on every level (harmonic backend 41 s; peak RSS
+7.1 GB, of which the graphs and operators are most) and 36 s with 8 neighbours on level
+0 and 20 on the coarser levels (harmonic 39 s; 8.6 GB), which is 3 times closer to the
+harmonic coefficients at order 0 (6e-3 instead of 2.3e-2 relative difference); the
+setup (graphs, then calibration and operators) takes 41-47 s, once per hierarchy. At
+nside 256 the graph transform takes 1.1-1.2 times the harmonic one.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+import scipy.fft
+import scipy.sparse
+import torch
+from torch import nn
+
+from ..graphs.hierarchy import SphereHierarchy
+from ..graphs.laplacian import estimate_lambda_max, laplacian_scipy, scipy_to_torch_csr
+from ..graphs.sphere_graph import SphereGraph
+from ..nn.sphere_pool import sphere_pool
+from .backend import check_backend_arguments, check_maps
+from .calibration import DegreeMap, degree_calibration, pooling_gain
+from .filters import FilterBank, k_lambda
+from .resolution import effective_nside, interpolation_matrix, level_for_band_limit
+
+__all__ = [
+    "DEFAULT_ORDER",
+    "LAMBDA_MAX_METHODS",
+    "SCALING_CUTOFF",
+    "SCALING_MARGIN",
+    "WAVELET_MARGIN",
+    "GraphBackend",
+    "LevelPlan",
+    "chebyshev_operator",
+    "degree_filter",
+    "kernel_coefficients",
+]
+
+#: Chebyshev terms of a filter whose band ends at its level's resolution.
+DEFAULT_ORDER = 30
+
+#: Resolution margin of the wavelet placement: wavelet :math:`j` goes to the coarsest
+#: level with effective nside :math:`\ge` ``WAVELET_MARGIN`` :math:`\lambda^{j+1}`.
+WAVELET_MARGIN = 1.0
+
+#: Resolution margin of the scaling function: :math:`\Phi` is applied on the coarsest
+#: level with effective nside :math:`\ge` ``SCALING_MARGIN`` :math:`\lambda^{J_0}` (no
+#: coarser than the output level) and interpolated to the output level (module
+#: docstring).
+SCALING_MARGIN = 2.0
+
+#: Bounds of the factor applied to ``order`` for a wavelet or :math:`\Phi` whose band ends
+#: below (more terms) or above (``order``) its level's resolution.
+MIN_ORDER_FACTOR, MAX_ORDER_FACTOR = 1.0, 4.0
+
+#: Smallest factor applied to ``order`` for a low-pass with a transition wider than an
+#: octave (such as the low-pass of a map that only :math:`\Phi` still needs).
+DOWN_MIN_ORDER_FACTOR = 0.5
+
+#: On the level just finer than the one of :math:`\Phi`, the low-pass of a map that only
+#: :math:`\Phi` still needs cuts at this fraction of the level's resolution (module
+#: docstring).
+SCALING_CUTOFF = 0.5
+
+#: Fewest columns for which the CPU products use torch's CSR kernel rather than scipy's
+#: (see ``_Operator``).
+TORCH_CPU_MIN_COLUMNS = 2
+
+#: How :math:`\lambda_\max` of each level is obtained.
+LAMBDA_MAX_METHODS = ("bound", "lanczos")
+
+_NORMALIZATIONS = (None, "sym", "rw")
+
+
+@dataclass
+class LevelPlan:
+    r"""What happens on one level: the wavelets placed there and the filters' coefficients.
+
+    Attributes:
+        level: index in the hierarchy.
+        scales: wavelet scales ``j`` computed on this level.
+        resolution: effective nside of the level.
+        lambda_max: upper end of the Chebyshev interval.
+        coefficients: ``{name: [terms] float64}`` for ``"psi<j>"`` (wavelet ``j``),
+            ``"down<B>"`` (the low-pass keeping degrees up to ``B`` before moving to the
+            next level) and ``"phi"`` (on the level of :math:`\Phi` only).
+    """
+
+    level: int
+    scales: list[int]
+    resolution: float
+    lambda_max: float
+    coefficients: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _check_order(order: Any) -> int:
+    if isinstance(order, bool) or not isinstance(order, numbers.Integral) or order < 2:
+        raise ValueError(f"order (Chebyshev terms per filter) must be an integer >= 2, "
+                         f"got {order!r}")
+    return int(order)
+
+
+def _check_margin(margin: Any) -> float:
+    if isinstance(margin, bool) or not isinstance(margin, numbers.Real) \
+            or not (math.isfinite(margin) and margin > 0):
+        raise ValueError(f"margin must be a positive number, got {margin!r}")
+    return float(margin)
+
+
+def _scipy_view(matrix: torch.Tensor) -> scipy.sparse.csr_array:
+    """A scipy CSR array sharing the memory of a CPU CSR tensor."""
+    return scipy.sparse.csr_array(
+        (matrix.values().numpy(), matrix.col_indices().numpy(),
+         matrix.crow_indices().numpy()), shape=tuple(matrix.shape), copy=False)
+
+
+class _Operator:
+    """``x -> M x`` and the Chebyshev step ``2 M x - y`` for a CSR buffer ``M``.
+
+    CPU without autograd: scipy's kernel (a zero-copy view) for a single column, torch's
+    (one fused ``addmm`` per step) for :data:`TORCH_CPU_MIN_COLUMNS` columns or more.
+    Measured on one thread, int32 indices, k = 8: at nside 1024 scipy takes 72 ms for one
+    column (torch 116) and torch 58-77 ms per column for 2-16 columns (scipy 75-126); at
+    nside 256 torch is 3.1-4.3 ms per column for 2-8 columns (scipy 4.6-9). CUDA, or
+    autograd: torch.
+    """
+
+    def __init__(self, matrix: torch.Tensor, dtype: torch.dtype, autograd: bool) -> None:
+        if matrix.dtype != dtype:
+            matrix = matrix.to(dtype)
+        self.matrix = matrix
+        self.view = None
+        if matrix.device.type == "cpu" and not autograd \
+                and dtype in (torch.float32, torch.float64):
+            self.view = _scipy_view(matrix)
+
+    def _scipy(self, x: torch.Tensor) -> bool:
+        return self.view is not None and x.shape[1] < TORCH_CPU_MIN_COLUMNS
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self._scipy(x):
+            return torch.from_numpy(self.view @ x.contiguous().numpy())
+        return torch.mm(self.matrix, x)
+
+    def step(self, current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        """:math:`2 M x_k - x_{k-1}`."""
+        if self._scipy(current):
+            out = torch.from_numpy(self.view @ current.contiguous().numpy())
+            return out.mul_(2.0).sub_(previous)
+        return torch.addmm(previous, self.matrix, current, beta=-1.0, alpha=2.0)
+
+
+def chebyshev_operator(graph: SphereGraph, normalization: str | None = None,
+                       lambda_max: str = "bound") -> tuple[torch.Tensor, float]:
+    r"""The rescaled Laplacian :math:`\tilde L = 2L/\lambda_\max - I` of ``graph`` and
+    :math:`\lambda_\max`, cached on the graph.
+
+    ``lambda_max="bound"``: Gershgorin's bound :math:`\max_i \sum_j |L_{ij}|` of the
+    assembled Laplacian (:math:`2 \max_i d_i` for the combinatorial one; one pass over
+    its entries, where :func:`~deepsphere_pyg.graphs.laplacian.lambda_max_bound` took
+    8 s at nside 1024); ``"lanczos"``: :func:`~deepsphere_pyg.graphs.laplacian.
+    estimate_lambda_max`. The matrix is a CSR tensor with int32 indices where they fit
+    (half the index memory and traffic of int64), in the graph's dtype and on its device.
+    """
+    if normalization not in _NORMALIZATIONS:
+        raise ValueError(f"normalization must be None (combinatorial), 'sym' or 'rw', "
+                         f"got {normalization!r}")
+    if lambda_max not in LAMBDA_MAX_METHODS:
+        raise ValueError(f"lambda_max must be one of {LAMBDA_MAX_METHODS}, got {lambda_max!r}")
+
+    def compute() -> tuple[torch.Tensor, float]:
+        dtype = graph.edge_weight.dtype
+        precision = np.float32 if dtype in (torch.float16, torch.bfloat16, torch.float32) \
+            else np.float64
+        lap = laplacian_scipy(graph.edge_index, graph.edge_weight, graph.num_nodes,
+                              normalization, dtype=precision)
+        if lambda_max == "bound":
+            row_sums = np.add.reduceat(np.abs(lap.data), lap.indptr[:-1]) \
+                if lap.nnz else np.zeros(1)
+            row_sums[np.diff(lap.indptr) == 0] = 0.0
+            top = float(row_sums.max()) * (1.0 + 1e-6)
+        else:
+            top = float(estimate_lambda_max(graph, normalization))
+        if not top > 0:
+            raise ValueError("graph has no edges: its Laplacian is zero")
+        lap *= 2.0 / top
+        lap.setdiag(lap.diagonal() - 1.0)
+        lap.sort_indices()
+        index = torch.int32 if lap.nnz < 2**31 - 1 else torch.int64
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            matrix = torch.sparse_csr_tensor(
+                torch.from_numpy(lap.indptr).to(index),
+                torch.from_numpy(lap.indices).to(index),
+                torch.from_numpy(lap.data).to(dtype), size=lap.shape,
+                device=graph.edge_weight.device, check_invariants=False)
+        return matrix, top
+
+    return graph.cached("scattering_chebyshev_operator", (normalization, lambda_max), compute)
+
+
+def kernel_coefficients(
+    kernel: Callable[[np.ndarray], np.ndarray],
+    degree_map: DegreeMap,
+    terms: int,
+    lambda_max: float,
+) -> np.ndarray:
+    r"""Chebyshev coefficients ``[terms]`` of :math:`\mu \mapsto \kappa(\ell(\mu))` on
+    :math:`[0, \lambda_\max]`, interpolating at the Chebyshev-Lobatto points
+    :math:`\mu_k = \tfrac{\lambda_\max}{2}(1 + \cos(\pi k / (K - 1)))` (via a type-1
+    DCT).
+
+    The Lobatto points include both ends of the spectrum, so :math:`\mu = 0` is filtered
+    exactly: a constant map gets :math:`\kappa(0)` (1 for :math:`\Phi` and the low-passes,
+    0 for the wavelets) up to rounding, where interpolation at the first-kind points left
+    errors of a few percent of the map's mean in the wavelet coefficients.
+
+    Args:
+        kernel: vectorised :math:`\kappa(\ell)`.
+        degree_map: the graph's calibration :math:`\ell(\mu)`.
+        terms: number of coefficients :math:`K \ge 2`.
+        lambda_max: upper end of the spectrum.
+    """
+    terms = _check_order(terms)
+    if not (math.isfinite(lambda_max) and lambda_max > 0):
+        raise ValueError(f"lambda_max must be positive and finite, got {lambda_max!r}")
+    n = terms - 1
+    nodes = 0.5 * lambda_max * (1.0 + np.cos(np.pi * np.arange(n + 1) / n))
+    values = np.asarray(kernel(degree_map.degree(nodes)), dtype=np.float64)
+    coefficients = scipy.fft.dct(values, type=1) / n
+    coefficients[0] /= 2.0
+    coefficients[-1] /= 2.0
+    return coefficients
+
+
+def degree_filter(
+    graph: SphereGraph,
+    x: torch.Tensor,
+    kernel: Callable[[np.ndarray], np.ndarray],
+    *,
+    order: int = DEFAULT_ORDER,
+    normalization: str | None = None,
+    lambda_max: str = "bound",
+) -> torch.Tensor:
+    r"""Apply a kernel given per degree, :math:`\kappa(\ell)`, on a graph as
+    :math:`\kappa(\ell(L))`: the Chebyshev expansion of :func:`kernel_coefficients` with
+    the graph's calibrated :math:`\ell(\mu)`
+    (:func:`~deepsphere_pyg.scattering.calibration.degree_calibration`), applied with the
+    three-term recurrence on :math:`\tilde L = 2L/\lambda_\max - I`.
+
+    The filters of :class:`GraphBackend` are computed the same way (one level at a time).
+
+    Args:
+        graph: the graph.
+        x: signals ``[N]`` or ``[N, F]``.
+        kernel: vectorised :math:`\kappa(\ell)` on float degrees, e.g.
+            ``partial(bank.wavelet, j=3)`` or ``bank.scaling``.
+        order: Chebyshev terms.
+        normalization: Laplacian, ``None`` (combinatorial), ``"sym"`` or ``"rw"``.
+        lambda_max: ``"bound"`` or ``"lanczos"`` (module docstring).
+
+    Returns:
+        The filtered signals, shape of ``x``.
+    """
+    if normalization not in _NORMALIZATIONS:
+        raise ValueError(f"normalization must be None (combinatorial), 'sym' or 'rw', "
+                         f"got {normalization!r}")
+    if lambda_max not in LAMBDA_MAX_METHODS:
+        raise ValueError(f"lambda_max must be one of {LAMBDA_MAX_METHODS}, got {lambda_max!r}")
+    n = int(graph.num_nodes)
+    if not isinstance(x, torch.Tensor) or x.dim() not in (1, 2) or x.shape[0] != n:
+        raise ValueError(f"x must be a tensor [N] or [N, F] with N={n}")
+    matrix, top = chebyshev_operator(graph, normalization, lambda_max)
+    coefficients = kernel_coefficients(kernel, degree_calibration(graph, normalization),
+                                       _check_order(order), top)
+    operator = _Operator(matrix, x.dtype,
+                         torch.is_grad_enabled() and x.requires_grad)
+    signal = x if x.dim() == 2 else x.unsqueeze(1)
+    previous, current = signal, operator(signal)
+    out = coefficients[0] * previous + coefficients[1] * current
+    for c in coefficients[2:]:
+        previous, current = current, operator.step(current, previous)
+        out = out + c * current
+    return out if x.dim() == 2 else out.squeeze(1)
+
+
+class GraphBackend(nn.Module):
+    r"""Scattering with Chebyshev filters of the graph Laplacians on a hierarchy.
+
+    Implements the :class:`~deepsphere_pyg.scattering.backend.ScatteringBackend` protocol
+    for any :class:`~deepsphere_pyg.graphs.SphereHierarchy` (HEALPix full or partial sky,
+    other samplings, irregular point sets); the method is in the module docstring.
+
+    Args:
+        hierarchy: the levels, finest first; maps live on level 0.
+        bank: filter bank (kernels as functions of the degree).
+        depth: highest scattering order, ``1 <= depth <= 3``.
+        output_level: level receiving the coefficients.
+        order: Chebyshev terms of a filter whose band ends at its level's resolution
+            (default :data:`DEFAULT_ORDER` = 30; other filters in proportion, module
+            docstring).
+        margin: resolution margin of the wavelet placement (default
+            :data:`WAVELET_MARGIN` = 1;
+            :func:`~deepsphere_pyg.scattering.resolution.level_for_band_limit`).
+        normalization: Laplacian, ``None`` (combinatorial, default), ``"sym"`` or
+            ``"rw"``.
+        lambda_max: ``"bound"`` (default) or ``"lanczos"`` (:func:`chebyshev_operator`).
+
+    Attributes:
+        band_level (dict[int, int]): level of each wavelet scale.
+        scaling_level (int): level where :math:`\Phi` is applied (at most
+            ``output_level``).
+        plans (list[LevelPlan]): levels ``0 .. scaling_level``.
+        operator_<l>: buffers, the rescaled Laplacians :math:`2L/\lambda_\max - I` (CSR,
+            int32 indices), shared with the graphs' caches.
+        pool_index_<l>: buffers, child -> parent maps from level ``l`` to ``l + 1``.
+        interpolation: buffer, ``[N_out, N_s]`` CSR interpolation from the level of
+            :math:`\Phi` to the output level (``None`` when they coincide).
+
+    Raises:
+        TypeError, ValueError: bad arguments (see
+            :func:`~deepsphere_pyg.scattering.backend.check_backend_arguments`).
+
+    Shapes:
+        - **input:** ``[B, N0, C]``, ``N0`` = nodes of level 0.
+        - **output:** ``[B, N_out, C, P]``, ``N_out`` = nodes of ``output_level``,
+          ``P = len(bank.paths(depth))``.
+    """
+
+    def __init__(
+        self,
+        hierarchy: SphereHierarchy,
+        bank: FilterBank,
+        depth: int,
+        output_level: int,
+        *,
+        order: int = DEFAULT_ORDER,
+        margin: float = WAVELET_MARGIN,
+        normalization: str | None = None,
+        lambda_max: str = "bound",
+    ) -> None:
+        super().__init__()
+        depth, output_level = check_backend_arguments(hierarchy, bank, depth, output_level)
+        if normalization not in _NORMALIZATIONS:
+            raise ValueError(f"normalization must be None (combinatorial), 'sym' or 'rw', "
+                             f"got {normalization!r}")
+        if lambda_max not in LAMBDA_MAX_METHODS:
+            raise ValueError(f"lambda_max must be one of {LAMBDA_MAX_METHODS}, "
+                             f"got {lambda_max!r}")
+        self.bank = bank
+        self.depth = depth
+        self.output_level = output_level
+        self.order = _check_order(order)
+        self.margin = _check_margin(margin)
+        self.normalization = normalization
+        self.lambda_max_method = lambda_max
+        self.paths = bank.paths(depth)
+        self.num_nodes = hierarchy.num_nodes[: output_level + 1]
+
+        lam = bank.lam
+        self.scaling_level = min(
+            level_for_band_limit(hierarchy, bank.scaling_band_limit, SCALING_MARGIN),
+            output_level)
+        self.band_level = {
+            j: min(level_for_band_limit(hierarchy, lam ** (j + 1), self.margin),
+                   self.scaling_level)
+            for j in bank.scales
+        }
+        self.resolution = [effective_nside(hierarchy[level])
+                           for level in range(self.scaling_level + 1)]
+        # The filters each level needs: follow every path from the level it is created on.
+        needed: list[set[str]] = [set() for _ in range(self.scaling_level + 1)]
+        pending = [((), "both")]
+        for level in range(self.scaling_level + 1):
+            moved = []
+            while pending:
+                created = []
+                for key in pending:
+                    names, moves = self._requests(key, level)
+                    needed[level].update(names)
+                    if key[1] != "phi":
+                        created += [((*key[0], j), "both")
+                                    for j in self._children(key[0], level)]
+                    moved += [(key[0], role) for _, role in moves]
+                pending = created
+            pending = moved
+        self.plans: list[LevelPlan] = []
+        for level in range(self.scaling_level + 1):
+            self.plans.append(self._plan(hierarchy, level, sorted(needed[level])))
+            graph = hierarchy[level]
+            operator, _ = chebyshev_operator(graph, normalization, lambda_max)
+            self.register_buffer(f"operator_{level}", operator, persistent=False)
+        for level in range(self.scaling_level):
+            self.register_buffer(f"pool_index_{level}", hierarchy.pool_index[level],
+                                 persistent=False)
+        final = None
+        if self.scaling_level < output_level:
+            final = scipy_to_torch_csr(
+                interpolation_matrix(hierarchy[self.scaling_level].pos,
+                                     hierarchy[output_level].pos),
+                hierarchy[output_level].pos.dtype)
+        self.register_buffer("interpolation", final, persistent=False)
+
+    # ------------------------------------------------------------------ schedule
+    def _children(self, path: tuple[int, ...], level: int) -> list[int]:
+        """Scales extending ``path`` whose wavelet is computed on ``level``."""
+        if len(path) >= self.depth:
+            return []
+        return [j for j in self.bank.scales
+                if self.band_level[j] == level and (not path or j < path[-1])]
+
+    def _later_bands(self, path: tuple[int, ...], level: int) -> list[int]:
+        """Scales extending ``path`` whose wavelet is computed below ``level``."""
+        if len(path) >= self.depth:
+            return []
+        return [j for j in self.bank.scales
+                if self.band_level[j] > level and (not path or j < path[-1])]
+
+    def _requests(self, key: tuple[tuple[int, ...], str], level: int
+                  ) -> tuple[list[str], list[tuple[str, str]]]:
+        r"""Filters applied to the signal ``key = (path, role)`` on ``level``, and the
+        ``(filter, role)`` of the copy moved to the next level (none on the last level).
+
+        Roles: ``"both"`` (wavelets extending the path may follow, and :math:`\Phi`),
+        ``"phi"`` (only :math:`\Phi` is left), ``"bands"`` (only wavelets: on the level
+        just finer than the one of :math:`\Phi` a ``"both"`` signal is sent down twice,
+        as ``"bands"`` and as ``"phi"``). The low-pass before a move keeps the highest
+        degree still needed (:math:`\lambda^{j+1}` of the later wavelets,
+        :math:`\lambda^{J_0}`).
+        """
+        path, role = key
+        names = [] if role == "phi" else [f"psi{j}" for j in self._children(path, level)]
+        if level == self.scaling_level:
+            return ([*names, "phi"] if role != "bands" else names), []
+        later = [] if role == "phi" else self._later_bands(path, level)
+        scaling = f"down{self.bank.scaling_band_limit:g}"
+        if later and role == "both" and level == self.scaling_level - 1:
+            passband = max(self.bank.lam ** (j + 1) for j in later)
+            moves = [(f"down{passband:g}", "bands"), (scaling, "phi")]
+        elif later:
+            passband = max([self.bank.scaling_band_limit]
+                           + [self.bank.lam ** (j + 1) for j in later])
+            moves = [(f"down{passband:g}", role)]
+        else:
+            moves = [(scaling, "phi")] if role != "bands" else []
+        for name, _ in moves:
+            if name not in names:
+                names.append(name)
+        return names, moves
+
+    # ------------------------------------------------------------- construction
+    def _plan(self, hierarchy: SphereHierarchy, level: int, names: list[str]) -> LevelPlan:
+        """Chebyshev coefficients of the filters ``names`` on ``level``."""
+        graph = hierarchy[level]
+        bank, lam = self.bank, self.bank.lam
+        _, top = chebyshev_operator(graph, self.normalization, self.lambda_max_method)
+        plan = LevelPlan(level, [j for j in bank.scales if self.band_level[j] == level],
+                         self.resolution[level], top)
+        degree_map = degree_calibration(graph, self.normalization)
+        cutoffs = {}
+        for name in names:
+            if name.startswith("down"):
+                passband = float(name[4:])
+                cutoff = plan.resolution
+                if passband == bank.scaling_band_limit and level == self.scaling_level - 1:
+                    cutoff *= SCALING_CUTOFF
+                cutoffs[name] = max(cutoff, lam * passband)
+        gain = None
+        if cutoffs:
+            top_degree = int(math.ceil(max(cutoffs.values()))) + 1
+            gain = pooling_gain(hierarchy[level], hierarchy[level + 1],
+                                hierarchy.pool_index[level], top_degree)
+        for name in names:
+            if name == "phi":
+                response, edge = bank.scaling, bank.scaling_band_limit
+            elif name.startswith("psi"):
+                j = int(name[3:])
+                response, edge = partial(bank.wavelet, j=j), lam ** (j + 1)
+            else:
+                edge = cutoffs[name]
+                passband = float(name[4:])
+                response = self._downsampling_response(gain, passband, edge)
+            ratio = max(plan.resolution / edge, MIN_ORDER_FACTOR)
+            if name.startswith("down"):
+                # A low-pass whose transition is wider than the usual octave (resolution/2
+                # to resolution) needs fewer terms (module docstring).
+                ratio = min(1.0, 0.5 * plan.resolution / (edge - passband))
+                ratio = max(ratio, DOWN_MIN_ORDER_FACTOR)
+            terms = self._terms(ratio)
+            plan.coefficients[name] = kernel_coefficients(response, degree_map, terms, top)
+        return plan
+
+    def _terms(self, ratio: float) -> int:
+        """``order`` times ``ratio``, clipped to [DOWN_MIN_ORDER_FACTOR, MAX_ORDER_FACTOR]."""
+        factor = min(max(ratio, DOWN_MIN_ORDER_FACTOR), MAX_ORDER_FACTOR)
+        return max(2, int(math.ceil(self.order * factor)))
+
+    @staticmethod
+    def _downsampling_response(gain: np.ndarray, passband: float, cutoff: float):
+        r""":math:`h(\ell)`: 1 up to ``passband``, 0 from ``cutoff`` on, divided by the
+        pooling gain ``gain`` (per integer degree; module docstring)."""
+        # Where averaging nearly cancels a degree (far above every resolved band) the
+        # gain is not divided out.
+        gain = np.where(gain > 0.05, gain, 1.0)
+        degrees = np.arange(gain.size, dtype=np.float64)
+        ratio = cutoff / passband
+
+        def response(ell: np.ndarray) -> np.ndarray:
+            step = k_lambda(np.asarray(ell) / cutoff, ratio)
+            return step / np.interp(ell, degrees, gain)
+
+        return response
+
+    def config(self) -> dict[str, Any]:
+        """Settings beyond the constructor arguments that change the output."""
+        return {"order": self.order, "margin": self.margin,
+                "normalization": self.normalization, "lambda_max": self.lambda_max_method,
+                "band_level": {str(j): b for j, b in self.band_level.items()},
+                "scaling_level": self.scaling_level,
+                "terms": {str(p.level): {name: len(c) for name, c in p.coefficients.items()}
+                          for p in self.plans}}
+
+    # ------------------------------------------------------------------ forward
+    def _filter(self, level: int, signals: list[torch.Tensor],
+                requests: list[list[str]], autograd: bool) -> list[dict[str, torch.Tensor]]:
+        """Apply the filters ``requests[i]`` of ``level`` to ``signals[i]`` ``[N, F_i]``,
+        sharing one Chebyshev recurrence; returns ``{name: [N, F_i]}`` per signal."""
+        plan = self.plans[level]
+        widths = [s.shape[1] for s in signals]
+        starts = np.concatenate([[0], np.cumsum(widths)]).tolist()
+        x = torch.cat(signals, dim=1) if len(signals) > 1 else signals[0]
+        operator = _Operator(getattr(self, f"operator_{level}"), x.dtype, autograd)
+        # Per filter: contiguous column runs of the signals requesting it.
+        runs: dict[str, list[tuple[int, int]]] = {}
+        for i, names in enumerate(requests):
+            for name in names:
+                spans = runs.setdefault(name, [])
+                if spans and spans[-1][1] == starts[i]:
+                    spans[-1] = (spans[-1][0], starts[i + 1])
+                else:
+                    spans.append((starts[i], starts[i + 1]))
+        coefficients = {name: plan.coefficients[name].tolist() for name in runs}
+        out = {(name, span): x[:, span[0]:span[1]] * coefficients[name][0]
+               for name, spans in runs.items() for span in spans}
+        terms = max(len(c) for c in coefficients.values())
+        previous, current = x, None
+        for k in range(1, terms):
+            if current is None:
+                current = operator(x)
+            else:
+                previous, current = current, operator.step(current, previous)
+            for (name, span), value in out.items():
+                c = coefficients[name][k] if k < len(coefficients[name]) else 0.0
+                if c != 0.0:
+                    value.add_(current[:, span[0]:span[1]], alpha=c)
+        results: list[dict[str, torch.Tensor]] = [{} for _ in signals]
+        for (name, span), value in out.items():
+            for i in range(len(signals)):
+                if span[0] <= starts[i] < span[1]:
+                    results[i][name] = value[:, starts[i] - span[0]:starts[i + 1] - span[0]]
+        return results
+
+    def _filter_groups(self, level: int, signals: list[torch.Tensor],
+                       requests: list[list[str]], autograd: bool
+                       ) -> list[dict[str, torch.Tensor]]:
+        """:meth:`_filter` on groups of signals needing the same number of terms (a
+        product costs about the same per column, so short expansions run apart)."""
+        coefficients = self.plans[level].coefficients
+        terms = [max(len(coefficients[name]) for name in names) for names in requests]
+        results: list[dict[str, torch.Tensor]] = [{} for _ in signals]
+        for length in sorted(set(terms)):
+            members = [i for i, t in enumerate(terms) if t == length]
+            group = self._filter(level, [signals[i] for i in members],
+                                 [requests[i] for i in members], autograd)
+            for i, result in zip(members, group, strict=True):
+                results[i] = result
+        return results
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Scattering coefficients ``[B, N_out, C, P]`` of maps ``x`` ``[B, N0, C]``."""
+        x = check_maps(x, self.num_nodes[0], finite=False)
+        batch, num_nodes, channels = x.shape
+        autograd = torch.is_grad_enabled() and x.requires_grad
+        arriving = {(): x.permute(1, 0, 2).reshape(num_nodes, batch * channels)}
+        if not autograd:
+            arriving[()] = arriving[()].contiguous()
+        outputs: dict[tuple[int, ...], torch.Tensor] = {}
+        arriving = {((), "both"): arriving[()]}
+        for level in range(self.scaling_level + 1):
+            moving: dict[tuple[tuple[int, ...], str], torch.Tensor] = {}
+            pending = arriving
+            while pending:
+                keys = [key for key in pending if self._requests(key, level)[0]]
+                plans = [self._requests(key, level) for key in keys]
+                results = self._filter_groups(level, [pending[key] for key in keys],
+                                              [names for names, _ in plans], autograd)
+                pending = {}
+                for (path, role), (_, moves), result in zip(keys, plans, results, strict=True):
+                    if role != "phi":
+                        for j in self._children(path, level):
+                            pending[((*path, j), "both")] = result[f"psi{j}"].abs()
+                    if "phi" in result:
+                        outputs[path] = result["phi"]
+                    for name, new_role in moves:
+                        moving[(path, new_role)] = result[name]
+            if level < self.scaling_level:
+                arriving = self._move_down(level, moving)
+        stacked = torch.cat([outputs[p.scales] for p in self.paths], dim=1)
+        if self.interpolation is not None:
+            stacked = _Operator(self.interpolation, stacked.dtype, autograd)(stacked)
+        n_out = stacked.shape[0]
+        stacked = stacked.reshape(n_out, len(self.paths), batch, channels)
+        return stacked.permute(2, 0, 3, 1)
+
+    def _move_down(self, level: int, signals: dict[Any, torch.Tensor]
+                   ) -> dict[Any, torch.Tensor]:
+        """Mean over the children of each parent of every signal (one pooling call)."""
+        paths = list(signals)
+        widths = [signals[p].shape[1] for p in paths]
+        x = torch.cat([signals[p] for p in paths], dim=1)
+        pooled = sphere_pool(x, getattr(self, f"pool_index_{level}"), "avg",
+                             num_parents=self.num_nodes[level + 1])
+        parts = torch.split(pooled, widths, dim=1)
+        return {p: part.contiguous() for p, part in zip(paths, parts, strict=True)}
+
+    def extra_repr(self) -> str:
+        levels = {j: b for j, b in sorted(self.band_level.items())}
+        return (f"J0={self.bank.J0}, J={self.bank.J}, L={self.bank.L}, depth={self.depth}, "
+                f"output_level={self.output_level}, order={self.order}, "
+                f"margin={self.margin:g}, normalization={self.normalization!r}, "
+                f"band_level={levels}")
+
