@@ -21,3 +21,10 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def publish_report(text: str, output: str | os.PathLike | None = None) -> None:
+    """Print a Markdown report and, when ``output`` is given, write it there atomically."""
+    print(text if text.endswith("\n") else text + "\n", end="")
+    if output:
+        write_text_atomic(output, text)

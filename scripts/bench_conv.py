@@ -34,7 +34,7 @@ import torch_geometric
 from torch_geometric.nn import ChebConv
 
 from deepsphere_pyg.graphs import healpix_graph
-from deepsphere_pyg.io import write_text_atomic
+from deepsphere_pyg.io import publish_report
 from deepsphere_pyg.nn import SphericalChebConv, chebyshev_operator, clear_operator_cache
 from deepsphere_pyg.nn.chebyshev_operator import CPU_KERNELS, get_cpu_kernel, set_cpu_kernel
 
@@ -294,9 +294,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{memory['after_graph_gb']:.2f} GB)."]
 
     text = "\n".join(lines) + "\n"
-    print(text)
-    if args.output:
-        write_text_atomic(args.output, text)
+    publish_report(text, args.output)
     return 0
 
 

@@ -51,7 +51,7 @@ from deepsphere_pyg.graphs import (
     heat_kernel,
     rescaled_laplacian,
 )
-from deepsphere_pyg.io import write_text_atomic
+from deepsphere_pyg.io import publish_report
 
 BASELINE_NAME = "baseline: cKDTree + scipy.sparse A.maximum(A.T)"
 OURS_NAME = "ours: healpix_graph"
@@ -329,9 +329,7 @@ def main(argv: list[str] | None = None) -> None:
     lap = None if args.no_laplacian else spawn("laplacian", args.nside, args.k)
     report = markdown_report(args, runs, lap, checked_edges)
     print()
-    print(report)
-    if args.output:
-        write_text_atomic(args.output, report)
+    publish_report(report, args.output)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ import numpy as np
 import scipy
 import torch
 
-from deepsphere_pyg.io import write_text_atomic
+from deepsphere_pyg.io import publish_report
 
 DEFAULT_OUTPUT = "results/bench_scattering.md"
 
@@ -298,9 +298,7 @@ def main(argv: list[str] | None = None) -> None:
     report = markdown_report(args, command, machine_line, results["graph"],
                              results["harmonic"], differences)
     print()
-    print(report)
-    if args.output:
-        write_text_atomic(args.output, report)
+    publish_report(report, args.output)
 
 
 if __name__ == "__main__":

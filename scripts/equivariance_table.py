@@ -67,7 +67,7 @@ from deepsphere_pyg.graphs.equivariance import (
     equivariance_samples,
     tune_kernel_width,
 )
-from deepsphere_pyg.io import write_text_atomic
+from deepsphere_pyg.io import publish_report
 
 #: Published mean equivariance errors (DeepSphere v2 figure data): {nside: {graph: {l: E}}}.
 PUBLISHED: dict[int, dict[str, dict[int, float]]] = {
@@ -359,9 +359,7 @@ def main(argv: list[str] | None = None) -> int:
             *samplings,
         ]
     text = "\n".join(report) + "\n"
-    print(text, end="")
-    if args.output:
-        write_text_atomic(args.output, text)
+    publish_report(text, args.output)
     return 0
 
 

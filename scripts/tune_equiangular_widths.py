@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 from deepsphere_pyg.graphs import equiangular_graph, equivariance_error, tune_kernel_width
-from deepsphere_pyg.io import write_text_atomic
+from deepsphere_pyg.io import publish_report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,9 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{time.perf_counter() - tic:.0f} s |")
             print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
-    print(text, end="")
-    if args.output:
-        write_text_atomic(args.output, text)
+    publish_report(text, args.output)
     return 0
 
 

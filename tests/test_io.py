@@ -20,3 +20,13 @@ def test_failed_write_keeps_the_old_file(tmp_path):
         write_text_atomic(target, 123)  # not text: fails while writing
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["report.md"]
+
+
+def test_publish_report_prints_and_writes(tmp_path, capsys):
+    from deepsphere_pyg.io import publish_report
+
+    publish_report("| a |", tmp_path / "r.md")
+    assert capsys.readouterr().out == "| a |\n"
+    assert (tmp_path / "r.md").read_text() == "| a |"
+    publish_report("x\n")
+    assert capsys.readouterr().out == "x\n"
