@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import numbers
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +17,7 @@ from .signal import SphereSignal
 SPLITS = ("train", "val", "test")
 
 
-class SyntheticSphereDataset(torch.utils.data.Dataset):
+class SyntheticSphereDataset(torch.utils.data.Dataset, abc.ABC):
     r"""A data set whose samples are generated, deterministically, when they are read.
 
     Sample ``i`` of split ``s`` is generated from
@@ -86,13 +87,13 @@ class SyntheticSphereDataset(torch.utils.data.Dataset):
         return np.random.default_rng([self.seed, SPLITS.index(self.split), index])
 
     # ------------------------------------------------------------- to implement
+    @abc.abstractmethod
     def generate(self, index: int, rng: np.random.Generator) -> SphereSignal:
         """Sample ``index``, drawn with ``rng`` only."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def hierarchy(self, levels: int, **kwargs: Any) -> SphereHierarchy:
         """The graphs of the data set's sampling, finest (the samples' nodes) first."""
-        raise NotImplementedError
 
     def extra_repr(self) -> str:
         """The subclass's own arguments, ``"name=value, ..."``, for :meth:`__repr__`."""

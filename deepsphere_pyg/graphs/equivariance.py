@@ -77,6 +77,7 @@ The transforms here are small, so healpy's OpenMP is run single-threaded while t
 
 from __future__ import annotations
 
+import abc
 import math
 import numbers
 import warnings
@@ -87,7 +88,7 @@ import numpy as np
 import scipy.optimize
 from scipy.spatial.transform import Rotation
 
-from ..openmp import openmp_libraries, single_threaded_openmp
+from ..openmp import single_threaded_openmp
 from .checks import check_positive_int
 from .harmonics import LeastSquaresAnalysis, alm_to_real, real_to_alm
 from .laplacian import laplacian_scipy
@@ -117,9 +118,6 @@ LSQ_TOL, LSQ_MAXITER = 1e-10, 100
 
 
 # --------------------------------------------------------------------------- helpers
-# Kept under their former private names for the modules that import them from here.
-_openmp_libraries = openmp_libraries
-_single_threaded_openmp = single_threaded_openmp
 
 
 def random_rotations(num: int, rng: np.random.Generator) -> np.ndarray:
@@ -296,7 +294,7 @@ def _resolve_operator(graph: SphereGraph, operator: Operator | None,
 
 
 # ---------------------------------------------------------------------------- probe
-class _Probe:
+class _Probe(abc.ABC):
     """Random fields, rotations and rotated fields, drawn once and reused.
 
     Everything that does not depend on the operator is precomputed, so evaluating many
@@ -334,13 +332,13 @@ class _Probe:
             self.rotations.append(np.stack(rotations))
             self.rotated.append(np.stack(rotated))
 
+    @abc.abstractmethod
     def _synthesis(self, alm: np.ndarray, lmax: int) -> np.ndarray:
         """Values at the nodes of coefficients ``alm`` (band limit ``lmax``)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _analysis(self, signal: np.ndarray) -> np.ndarray:
         """Coefficients up to ``self.lmax`` of a map ``[N]`` in node order."""
-        raise NotImplementedError
 
     def samples(self, operator: Operator, squared: bool) -> dict[int, np.ndarray]:
         """``{ell: [S, R]}`` errors of a batched operator (``[N, B] -> [N, B]``)."""
@@ -463,7 +461,7 @@ def equivariance_samples(
     Same arguments as :func:`equivariance_error`, which returns the means of these
     arrays; use the samples for error bars (standard error of the mean).
     """
-    with _single_threaded_openmp():
+    with single_threaded_openmp():
         probe = _make_probe(graph, ells, num_signals, num_rotations, seed, method, lmax)
         apply = _resolve_operator(graph, operator, normalization)
         return probe.samples(apply, bool(squared))
@@ -610,7 +608,7 @@ def tune_kernel_width(
         return float(np.mean([values.mean() for values in samples.values()]))
 
     log_lo, log_hi = math.log(lo), math.log(hi)
-    with _single_threaded_openmp():
+    with single_threaded_openmp():
         probe = _make_probe(first, ells, num_signals, num_rotations, seed, method, lmax)
         result = scipy.optimize.minimize_scalar(
             objective, bounds=(log_lo, log_hi), method="bounded",

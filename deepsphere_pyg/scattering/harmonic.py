@@ -78,9 +78,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..graphs.equivariance import _openmp_libraries
 from ..graphs.hierarchy import SphereHierarchy
 from ..graphs.sphere_graph import SphereGraph
+from ..openmp import openmp_libraries
 from .backend import check_backend_arguments, check_maps, raise_not_finite
 from .filters import FilterBank, ScatteringPath
 
@@ -100,7 +100,7 @@ def _openmp_threads(num_threads: int | None) -> Iterator[None]:
     the previous setting; ``None`` changes nothing."""
     saved = []
     if num_threads is not None:
-        for library in _openmp_libraries():
+        for library in openmp_libraries():
             saved.append((library, library.omp_get_max_threads()))
             library.omp_set_num_threads(num_threads)
     try:

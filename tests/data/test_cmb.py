@@ -8,7 +8,7 @@ import torch
 
 from deepsphere_pyg.data.cmb import CMBMaps, cmb_cl
 from deepsphere_pyg.data.spectra import load_spectra, pixel_window
-from deepsphere_pyg.graphs.equivariance import _single_threaded_openmp
+from deepsphere_pyg.openmp import single_threaded_openmp
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +17,7 @@ def ensemble():
     nside, count = 16, 150
     data = CMBMaps(num_samples=2 * count, nside=nside, f_nl=0.1, seed=7)
     spectra, skew, kurt = [], [], []
-    with _single_threaded_openmp():
+    with single_threaded_openmp():
         for i in range(2 * count):
             x = data[i].x[:, 0].double().numpy()
             spectra.append(hp.anafast(hp.reorder(x, n2r=True), lmax=3 * nside - 1, iter=3,

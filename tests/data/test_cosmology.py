@@ -20,12 +20,12 @@ from deepsphere_pyg.data.spectra import (
     pixel_window,
     squared_field_cl,
 )
-from deepsphere_pyg.graphs.equivariance import _single_threaded_openmp
+from deepsphere_pyg.openmp import single_threaded_openmp
 
 
 def _anafast(ring: np.ndarray, lmax: int) -> np.ndarray:
     """healpy.anafast, single-threaded (OpenMP threads crawl on a busy machine)."""
-    with _single_threaded_openmp():
+    with single_threaded_openmp():
         return hp.anafast(ring, lmax=lmax, iter=3, use_pixel_weights=False)
 
 

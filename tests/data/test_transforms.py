@@ -20,7 +20,8 @@ from deepsphere_pyg.data.transforms import (
     rotate_healpix,
 )
 from deepsphere_pyg.data.transforms.random_rotation import grid_rotation_permutation
-from deepsphere_pyg.graphs.equivariance import _single_threaded_openmp, rotate_alm
+from deepsphere_pyg.graphs.equivariance import rotate_alm
+from deepsphere_pyg.openmp import single_threaded_openmp
 
 NSIDE = 16
 NPIX = 12 * NSIDE**2
@@ -73,7 +74,7 @@ def test_rotation_of_band_limited_random_maps_and_ring_order():
     alm = gaussian_alm(cl, rng)
     matrix = np.linalg.qr(rng.standard_normal((3, 3)))[0]
     matrix *= np.linalg.det(matrix)
-    with _single_threaded_openmp():
+    with single_threaded_openmp():
         ring = hp.alm2map(alm, NSIDE, lmax=lmax, mmax=lmax)
         expected = hp.alm2map(rotate_alm(alm, matrix, lmax), NSIDE, lmax=lmax, mmax=lmax)
     out = rotate_healpix(ring, matrix, NSIDE, nest=False)

@@ -14,12 +14,12 @@ from scipy.special import eval_legendre, sph_harm_y
 
 from deepsphere_pyg.graphs import SphereHierarchy, healpix_graph, laplacian_scipy
 from deepsphere_pyg.graphs.equivariance import (
-    _single_threaded_openmp,
     pure_degree_alm,
     random_rotations,
     rotate_alm,
 )
 from deepsphere_pyg.graphs.knn_graph import knn_graph
+from deepsphere_pyg.openmp import single_threaded_openmp
 from deepsphere_pyg.scattering.calibration import (
     DegreeMap,
     degree_calibration,
@@ -46,7 +46,7 @@ def _one_thread():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with _single_threaded_openmp():
+        with single_threaded_openmp():
             yield
     finally:
         torch.set_num_threads(threads)
