@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"deepsphere-pyg {args.command}: error: {error}", file=sys.stderr)
         return 2
 
