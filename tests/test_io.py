@@ -30,3 +30,17 @@ def test_publish_report_prints_and_writes(tmp_path, capsys):
     assert (tmp_path / "r.md").read_text() == "| a |"
     publish_report("x\n")
     assert capsys.readouterr().out == "x\n"
+
+
+def test_missing_folders_are_created_and_permissions_are_usual(tmp_path):
+    import os
+    import stat
+
+    from deepsphere_pyg.io import write_text_atomic
+
+    target = tmp_path / "a" / "b" / "report.md"
+    write_text_atomic(target, "x")
+    assert target.read_text() == "x"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644 & ~umask  # not mkstemp's 0600
