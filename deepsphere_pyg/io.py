@@ -34,3 +34,39 @@ def publish_report(text: str, output: str | os.PathLike | None = None) -> None:
     print(text if text.endswith("\n") else text + "\n", end="")
     if output:
         write_text_atomic(output, text)
+
+
+def machine_description() -> str:
+    """One line naming the platform, CPU count, load and the versions results depend on."""
+    import platform
+
+    import healpy
+    import numpy
+    import scipy
+    import torch
+
+    try:
+        load = "load average " + ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    except OSError:
+        load = "load average unknown"
+    device = (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")
+    return (f"{platform.platform()}, {os.cpu_count()} CPUs ({load}), {device}; Python "
+            f"{platform.python_version()}, torch {torch.__version__}, numpy "
+            f"{numpy.__version__}, scipy {scipy.__version__}, healpy {healpy.__version__}")
+
+
+def provenance_lines(seed: int | None = None) -> list[str]:
+    """Markdown lines recording how a result was produced: command line, seed, machine.
+
+    Scripts put them under their report's title so every published number names the
+    command that reproduces it.
+    """
+    import shlex
+    import sys
+
+    command = " ".join(shlex.quote(arg) for arg in [Path(sys.executable).name, *sys.argv])
+    lines = [f"Command: `{command}`"]
+    if seed is not None:
+        lines.append(f"Seed: {seed}")
+    lines.append(f"Machine: {machine_description()}")
+    return lines
