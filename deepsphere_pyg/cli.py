@@ -11,9 +11,11 @@ import healpy as hp
 import numpy as np
 import torch
 
+from .graph_command import add_parser as add_graph_parser
 from .graphs import harmonic_scale, healpix_graph
 from .graphs.chebyshev import chebyshev_filter
 from .scattering.command import add_parser as add_scatter_parser
+from .training.command import add_parsers as add_training_parsers
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -102,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--plot", metavar="FILE.png", help="write the three maps (matplotlib)")
     demo.set_defaults(run=_demo)
+    add_training_parsers(commands)
     add_scatter_parser(commands)
+    add_graph_parser(commands)
     return parser
 
 

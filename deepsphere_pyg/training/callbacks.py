@@ -1,0 +1,139 @@
+"""Lightning callbacks of the engine: random-state checkpointing and the per-epoch record."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+
+from ..io import write_text_atomic
+
+
+class RandomState(pl.Callback):
+    """Saves the random generators in every checkpoint and restores them on resume.
+
+    The state is taken when a checkpoint is written (after an epoch's validation) and put
+    back when training starts after a resume, before the next epoch's data iterator is
+    created (creating one draws a base seed from the global generator): the resumed run
+    continues from the state of the uninterrupted one, so dropout masks and random
+    transforms of the resumed epochs are the same. (Shuffling does not depend on it: the
+    training sampler is seeded by ``seed + epoch``.) The states are stored as
+    tensors and plain numbers, so checkpoints load with ``weights_only=True``.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        kind, keys, position, has_gauss, gauss = np.random.get_state()  # noqa: NPY002 - the global state is saved
+        version, python_state, python_gauss = random.getstate()
+        state: dict[str, Any] = {
+            "torch": torch.get_rng_state(),
+            "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys).astype(
+                np.int64)), "position": int(position), "has_gauss": int(has_gauss),
+                "gauss": float(gauss)},
+            "python": {"version": int(version), "state": list(python_state),
+                       "gauss": python_gauss},
+        }
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = state_dict
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._pending is None:
+            return
+        state, self._pending = self._pending, None
+        torch.set_rng_state(state["torch"])
+        numpy_state = state["numpy"]
+        np.random.set_state((numpy_state["kind"],  # noqa: NPY002 - restored as saved
+                             numpy_state["keys"].numpy().astype(np.uint32),
+                             numpy_state["position"], numpy_state["has_gauss"],
+                             numpy_state["gauss"]))
+        python_state = state["python"]
+        random.setstate((python_state["version"], tuple(python_state["state"]),
+                         python_state["gauss"]))
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class EpochRecord(pl.Callback):
+    """Keeps one row of metrics per epoch and writes ``metrics.csv`` and
+    ``history.json`` in the run folder after every epoch (on the global rank 0).
+
+    A row holds ``epoch``, ``lr`` (first parameter group), ``epoch_time_s`` and every
+    epoch-level metric logged by the module (``train_loss``, ``val_accuracy``...). The
+    rows are part of the checkpoint, so a resumed run continues the same record.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.rows: list[dict[str, float]] = []
+        self._epoch_start = 0.0
+        self._epoch_lr: float | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": [dict(row) for row in self.rows]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = [dict(row) for row in state_dict.get("rows", [])]
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule
+                             ) -> None:
+        import time
+
+        self._epoch_start = time.perf_counter()
+        # The rate the epoch trains with (epoch schedules step before on_train_epoch_end).
+        self._epoch_lr = (float(trainer.optimizers[0].param_groups[0]["lr"])
+                          if trainer.optimizers else None)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule
+                           ) -> None:
+        import time
+
+        if trainer.sanity_checking:
+            return
+        row: dict[str, float] = {"epoch": int(trainer.current_epoch)}
+        if self._epoch_lr is not None:
+            row["lr"] = self._epoch_lr
+        row["epoch_time_s"] = round(time.perf_counter() - self._epoch_start, 3)
+        for name, value in sorted(trainer.callback_metrics.items()):
+            if name.startswith(("train_", "val_")):
+                row[name] = float(value)
+        self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
+        if trainer.is_global_zero:
+            self.write()
+
+    def write(self) -> None:
+        """Write ``metrics.csv`` and ``history.json`` atomically."""
+        keys: list[str] = []
+        for row in self.rows:
+            keys.extend(key for key in row if key not in keys)
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=keys, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        write_text_atomic(self.folder / "metrics.csv", buffer.getvalue())
+        write_text_atomic(self.folder / "history.json",
+                          json.dumps(_finite(self.rows), indent=1) + "\n")
+
+
+def _finite(value: Any) -> Any:
+    """NaN / inf become ``None`` so the JSON is standard."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value

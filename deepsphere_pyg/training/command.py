@@ -1,0 +1,133 @@
+"""``deepsphere-pyg train``, ``experiments`` and ``predict``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import textwrap
+
+from .config import dump_yaml
+from .experiments import DEFAULT_EXPERIMENT, EXPERIMENTS, get_experiment
+
+TRAIN_EPILOG = """\
+examples:
+  deepsphere-pyg train                                  # the default experiment (digits)
+  deepsphere-pyg train --experiment cosmology --set data.noise=1.0 --set train.epochs=20
+  deepsphere-pyg train --config my.yaml --output runs/mine
+  deepsphere-pyg train --output runs/mine --resume      # continue an interrupted run
+  torchrun --nproc_per_node 4 -m deepsphere_pyg.cli train --output runs/ddp
+
+Configuration keys: deepsphere-pyg experiments --show NAME prints an experiment's full
+configuration (every key can be set with --set or in a --config YAML file)."""
+
+
+def add_parsers(commands: argparse._SubParsersAction) -> None:
+    """Register ``train``, ``experiments`` and ``predict``."""
+    train = commands.add_parser(
+        "train", help="train a model (default: the digits experiment, about a minute)",
+        description="Train, validate and test an experiment; write checkpoints, metrics "
+                    "and figures to a run folder.",
+        epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_argument("--experiment", metavar="NAME", default=None,
+                       help=f"experiment to run (default {DEFAULT_EXPERIMENT!r}, or the one "
+                            "named in --config); see deepsphere-pyg experiments")
+    train.add_argument("--config", metavar="FILE.yaml", action="append", default=[],
+                       help="YAML file of configuration changes (repeatable, applied in order)")
+    train.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
+                       dest="overrides",
+                       help="change one key, e.g. --set model.K=5 (repeatable, after --config)")
+    train.add_argument("--output", metavar="DIR", default=None,
+                       help="run folder (default runs/<experiment>-<date>-<time>)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --output from its last checkpoint")
+    train.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    train.add_argument("--dry-run", action="store_true",
+                       help="print the resolved configuration and stop")
+    train.set_defaults(run=run_train)
+
+    listing = commands.add_parser("experiments", help="list the experiments",
+                                  description="List the experiments of deepsphere-pyg train.")
+    listing.add_argument("--show", metavar="NAME", default=None,
+                         help="print the full default configuration of one experiment")
+    listing.set_defaults(run=run_experiments)
+
+    predict = commands.add_parser(
+        "predict", help="apply a trained checkpoint to FITS / .npy maps",
+        description="Apply a checkpoint (or a run folder's best checkpoint) to maps and "
+                    "write the predictions: a CSV for classifiers, FITS maps for per-pixel "
+                    "HEALPix models, .npy otherwise.")
+    predict.add_argument("checkpoint", metavar="CHECKPOINT",
+                         help="a .ckpt file or a run folder")
+    predict.add_argument("inputs", nargs="+", metavar="INPUT",
+                         help="HEALPix FITS files, or one .npy array [M, N(, F)]")
+    predict.add_argument("--ordering", choices=("ring", "nest"), default=None,
+                         help="pixel ordering of a .npy input (FITS files: from the header)")
+    predict.add_argument("--output", metavar="DIR", default="predictions",
+                         help="output folder (default ./predictions)")
+    predict.add_argument("--batch-size", type=int, default=16)
+    predict.set_defaults(run=run_predict)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .engine import resolve_config, train
+
+    config = resolve_config(args.experiment, args.config, args.overrides)
+    if args.dry_run:
+        print(dump_yaml(config), end="")
+        return 0
+    result = train(config, args.output, resume=args.resume, figures=not args.no_figures)
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    if rank_zero_only.rank == 0:
+        print(summary(result.folder, result.metrics))
+    return 0
+
+
+def summary(folder: object, metrics: dict) -> str:
+    """The final lines of a run."""
+    scores = [f"{key} {value:.4f}" for key, value in metrics.items()
+              if key.startswith("test_") and isinstance(value, float)]
+    accuracy = metrics.get("test_accuracy")
+    lines = [
+        f"experiment {metrics['experiment']}: {metrics['epochs_run']} epochs in "
+        f"{metrics['train_seconds']:.1f} s on {metrics['world_size']} process(es), "
+        f"{metrics['parameters']:,} parameters",
+        "test: " + ", ".join(scores),
+    ]
+    if accuracy is not None:
+        lines.append(f"test accuracy {100 * accuracy:.1f} %")
+    lines.append(f"run folder: {folder} (config.yaml, checkpoints/, metrics.json, "
+                 "metrics.csv, figures)")
+    return "\n".join(lines)
+
+
+def run_experiments(args: argparse.Namespace) -> int:
+    if args.show:
+        print(dump_yaml(get_experiment(args.show).defaults()), end="")
+        return 0
+    width = max(len(name) for name in EXPERIMENTS)
+    for name, experiment in EXPERIMENTS.items():
+        marker = " (default)" if name == DEFAULT_EXPERIMENT else ""
+        text = textwrap.fill(experiment.description, 88 - width - 4,
+                             subsequent_indent=" " * (width + 4))
+        print(f"  {name:<{width}}  {text}{marker}")
+        print(f"  {'':<{width}}  task: {experiment.task}, data set: "
+              f"{experiment.dataset.__name__}, model: {experiment.model['name']}")
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from .predict import predict
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    written = predict(args.checkpoint, args.inputs, args.output, ordering=args.ordering,
+                      batch_size=args.batch_size)
+    for path in written:
+        print(f"wrote {path}")
+    table = [path for path in written if path.name == "predictions.json"]
+    if table:
+        rows = json.loads(table[0].read_text())
+        for row in rows[:10]:
+            print(f"  {row['input']}: {row['name']}")
+    return 0

@@ -1,0 +1,277 @@
+"""Named experiments: a data set, a model and training defaults that work together.
+
+``deepsphere-pyg experiments`` lists them and ``deepsphere-pyg train --experiment NAME`` runs
+one. The configuration of an experiment (see :mod:`deepsphere_pyg.training.config`) holds
+*every* argument of its data set and model, with the experiment's choices filled in, so
+any of them can be changed with ``--set data.ARG=...`` / ``--set model.ARG=...``.
+
+Tasks:
+
+- ``"classification"``: one class per map (``SphereSignal.y``), cross-entropy loss,
+  accuracy and a confusion matrix.
+- ``"segmentation"``: one class per node (``y_node``, valid where ``node_mask``).
+- ``"regression"``: real targets per node (``y_node [N, T]``), mean squared error and
+  :math:`R^2`.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from ..data import (
+    CMBMaps,
+    CosmologyMaps,
+    SegmentationMaps,
+    SphericalDigits,
+    StationsField,
+    SyntheticSphereDataset,
+)
+from ..graphs import SphereHierarchy
+from ..models import DeepSphere, SphericalUNet
+from .config import Config
+
+#: Task names and whether their targets are per node.
+TASKS = {"classification": False, "segmentation": True, "regression": True}
+
+#: Models an experiment may name in ``model.name``.
+MODELS: dict[str, type[nn.Module]] = {"deepsphere": DeepSphere, "unet": SphericalUNet}
+
+#: Keys of ``data`` read by the engine, not passed to the data set.
+DATA_ENGINE_KEYS = ("train_samples", "val_samples", "test_samples", "cache", "normalize",
+                    "normalization", "test_overrides")
+
+#: Keys of ``model`` read by the engine, not passed to the model.
+MODEL_ENGINE_KEYS = ("name", "hierarchy_levels", "k")
+
+#: Arguments that the engine supplies itself (never in a configuration).
+_SUPPLIED = {"self", "split", "num_samples", "seed", "transform", "cache", "hierarchy",
+             "in_channels", "out_channels", "scattering"}
+
+TRAIN_DEFAULTS: Config = {
+    "epochs": 10,
+    "batch_size": 32,
+    "eval_batch_size": 64,
+    "optimizer": "adam",
+    "lr": 3e-3,
+    "weight_decay": 0.0,
+    "scheduler": "cosine",
+    "patience": None,
+    "monitor": "val_loss",
+    "gradient_clip": None,
+    "num_workers": 0,
+    "accelerator": "auto",
+    "progress": True,
+}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A named task: data set, model, training defaults.
+
+    Attributes:
+        name: command-line name.
+        description: one line for ``deepsphere-pyg experiments``.
+        dataset: the data set class (a :class:`SyntheticSphereDataset`).
+        task: a key of :data:`TASKS`.
+        data: the data set's arguments chosen by the experiment (others keep the class
+            defaults), and engine keys (:data:`DATA_ENGINE_KEYS`).
+        model: ``name``, ``hierarchy_levels`` (graphs of the hierarchy), ``k``
+            (neighbours per node) and the model's arguments.
+        train: changes to :data:`TRAIN_DEFAULTS`.
+        class_names: names of the classes (classification and segmentation), or a
+            function of the data configuration giving them.
+    """
+
+    name: str
+    description: str
+    dataset: type[SyntheticSphereDataset]
+    task: str
+    data: Mapping[str, Any]
+    model: Mapping[str, Any]
+    train: Mapping[str, Any] = field(default_factory=dict)
+    class_names: tuple[str, ...] | Callable[[Mapping[str, Any]], tuple[str, ...]] = ()
+
+    def defaults(self) -> Config:
+        """The full configuration: every data set and model argument, engine defaults."""
+        data = {"train_samples": None, "val_samples": None, "test_samples": None,
+                "cache": True, "normalize": False, "normalization": {},
+                "test_overrides": {}}
+        data.update(keyword_defaults(self.dataset.__init__))
+        data.update(copy.deepcopy(dict(self.data)))
+        model_class = MODELS[self.model["name"]]
+        model = {"name": self.model["name"], "hierarchy_levels": 3, "k": 8}
+        model.update(keyword_defaults(model_class.__init__))
+        model.update(copy.deepcopy(dict(self.model)))
+        train = copy.deepcopy(TRAIN_DEFAULTS)
+        train.update(copy.deepcopy(dict(self.train)))
+        return {"experiment": self.name, "seed": 0, "data": data, "model": model,
+                "train": train}
+
+    def names_of_classes(self, data: Mapping[str, Any]) -> tuple[str, ...]:
+        names = self.class_names
+        return tuple(names(data)) if callable(names) else tuple(names)
+
+
+def keyword_defaults(function: Callable[..., Any]) -> dict[str, Any]:
+    """Arguments of ``function`` with defaults that a configuration may set (tuples as
+    lists, so that the configuration is plain YAML)."""
+    values = {}
+    for name, parameter in inspect.signature(function).parameters.items():
+        if name in _SUPPLIED or parameter.default is inspect.Parameter.empty:
+            continue
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        default = parameter.default
+        values[name] = list(default) if isinstance(default, tuple) else default
+    return values
+
+
+def _digit_names(data: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(str(digit) for digit in range(10))
+
+
+def _segment_names(data: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(f"class {index}" for index in range(int(data["num_classes"])))
+
+
+EXPERIMENTS: dict[str, Experiment] = {}
+
+
+def register(experiment: Experiment) -> Experiment:
+    """Add an experiment to :data:`EXPERIMENTS` (names must be new)."""
+    if experiment.name in EXPERIMENTS:
+        raise ValueError(f"an experiment named {experiment.name!r} exists already")
+    if experiment.task not in TASKS:
+        raise ValueError(f"task must be one of {sorted(TASKS)}, got {experiment.task!r}")
+    if experiment.model.get("name") not in MODELS:
+        raise ValueError(f"model name must be one of {sorted(MODELS)}, got "
+                         f"{experiment.model.get('name')!r}")
+    EXPERIMENTS[experiment.name] = experiment
+    return experiment
+
+
+register(Experiment(
+    name="digits",
+    description="spherical digits (sklearn 8x8 digits on a HEALPix nside-16 sphere), "
+                "10 classes, DeepSphere with a fully connected head",
+    dataset=SphericalDigits, task="classification",
+    data={"nside": 16, "rotate": False},
+    model={"name": "deepsphere", "hierarchy_levels": 3, "channels": [16, 32, 64], "K": 5,
+           "head": "fc"},
+    train={"epochs": 6, "batch_size": 32, "lr": 3e-3},
+    class_names=_digit_names,
+))
+
+register(Experiment(
+    name="digits-rotated",
+    description="spherical digits under Haar-random rotations (train and test), "
+                "rotation-invariant DeepSphere (statistic head)",
+    dataset=SphericalDigits, task="classification",
+    data={"nside": 16, "rotate": True},
+    model={"name": "deepsphere", "hierarchy_levels": 3, "channels": [32, 64, 128], "K": 5,
+           "head": "statistic", "statistic": "meanvar"},
+    train={"epochs": 15, "batch_size": 32, "lr": 3e-3},
+    class_names=_digit_names,
+))
+
+register(Experiment(
+    name="cosmology",
+    description="two-cosmology weak-lensing convergence maps on partial-sky HEALPix "
+                "patches (the DeepSphere v1 task), noise 0.5, DeepSphere statistic head",
+    dataset=CosmologyMaps, task="classification",
+    data={"nside": 32, "order": 1, "noise": 0.5, "normalize": True},
+    model={"name": "deepsphere", "hierarchy_levels": 3, "channels": [16, 32, 64], "K": 5,
+           "head": "statistic", "statistic": "meanvar"},
+    train={"epochs": 10, "batch_size": 16, "lr": 1e-3},
+    class_names=("cosmology 1", "cosmology 2"),
+))
+
+register(Experiment(
+    name="cmb",
+    description="Gaussian vs non-Gaussian (local f_NL) CMB temperature maps, full sky "
+                "HEALPix nside 32, DeepSphere statistic head",
+    dataset=CMBMaps, task="classification",
+    data={"nside": 32, "normalize": True},
+    model={"name": "deepsphere", "hierarchy_levels": 3, "channels": [16, 32, 64], "K": 5,
+           "head": "statistic", "statistic": "meanvar"},
+    train={"epochs": 10, "batch_size": 16, "lr": 1e-3},
+    class_names=("Gaussian", "non-Gaussian"),
+))
+
+register(Experiment(
+    name="segmentation",
+    description="per-pixel labels of the extreme regions of a smooth random field "
+                "(HEALPix nside 32, 3 classes), spherical U-Net",
+    dataset=SegmentationMaps, task="segmentation",
+    data={"nside": 32, "num_classes": 3},
+    model={"name": "unet", "hierarchy_levels": 3, "channels": [16, 32, 64], "K": 3},
+    train={"epochs": 8, "batch_size": 16, "lr": 3e-3},
+    class_names=_segment_names,
+))
+
+register(Experiment(
+    name="stations",
+    description="forecast a field advected over the world's cities (a non-HEALPix point "
+                "graph, one step ahead from 4 past steps), spherical U-Net regression",
+    dataset=StationsField, task="regression",
+    data={"normalize": True},
+    model={"name": "unet", "hierarchy_levels": 3, "channels": [16, 32, 64], "K": 3},
+    train={"epochs": 8, "batch_size": 16, "lr": 3e-3},
+))
+
+#: The experiment of ``deepsphere-pyg train`` without arguments.
+DEFAULT_EXPERIMENT = "digits"
+
+
+def get_experiment(name: str) -> Experiment:
+    """The registered experiment ``name``.
+
+    Raises:
+        ValueError: unknown name, listing the known ones.
+    """
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; known experiments: "
+                         f"{', '.join(EXPERIMENTS)} (deepsphere-pyg experiments lists them)")
+    return EXPERIMENTS[name]
+
+
+def dataset_arguments(data: Mapping[str, Any], split: str) -> dict[str, Any]:
+    """Keyword arguments of the data set class for ``split`` (engine keys removed, test
+    overrides applied to the test split)."""
+    arguments = {key: copy.deepcopy(value) for key, value in data.items()
+                 if key not in DATA_ENGINE_KEYS}
+    if split == "test":
+        arguments.update(copy.deepcopy(dict(data.get("test_overrides") or {})))
+    return arguments
+
+
+def model_arguments(model: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of the model class (engine keys removed)."""
+    return {key: copy.deepcopy(value) for key, value in model.items()
+            if key not in MODEL_ENGINE_KEYS}
+
+
+def build_hierarchy(dataset: SyntheticSphereDataset, model: Mapping[str, Any]
+                    ) -> SphereHierarchy:
+    """The data set's hierarchy with ``model.hierarchy_levels`` graphs and ``model.k``
+    neighbours."""
+    return dataset.hierarchy(int(model["hierarchy_levels"]), k=model["k"])
+
+
+def build_model(model: Mapping[str, Any], hierarchy: SphereHierarchy, in_channels: int,
+                out_channels: int) -> nn.Module:
+    """The model named by ``model.name`` on ``hierarchy``.
+
+    Raises:
+        ValueError: unknown model name, listing the known ones.
+    """
+    name = model.get("name")
+    if name not in MODELS:
+        raise ValueError(f"model.name must be one of {sorted(MODELS)}, got {name!r}")
+    return MODELS[name](hierarchy, in_channels, out_channels, **model_arguments(model))

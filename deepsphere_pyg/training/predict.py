@@ -1,0 +1,220 @@
+"""Apply a trained checkpoint to maps on disk and write the predictions.
+
+The checkpoint carries its configuration, so the model (and its input normalisation) is
+rebuilt exactly as trained; only the weights are read, with ``weights_only=True``.
+
+Outputs, in the output folder:
+
+- classification: ``predictions.csv`` (one row per map: source, predicted class, name,
+  class probabilities) and ``predictions.json``;
+- per-node tasks on HEALPix: one FITS map per input (``<name>_prediction.fits``, NEST,
+  ``UNSEEN`` outside the model's pixels; the predicted class, or the first regression
+  target), written atomically;
+- per-node tasks on other samplings: ``predictions.npy`` ``[M, N, C]``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import healpy as hp
+import numpy as np
+import torch
+
+from ..data.files import HealpixFileDataset
+from ..io import write_text_atomic
+from .engine import input_transform, read_checkpoint_config
+from .experiments import build_hierarchy, build_model, dataset_arguments, get_experiment
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """A checkpoint file, or a run folder's ``checkpoints/best.ckpt`` (else ``last.ckpt``).
+
+    Raises:
+        FileNotFoundError: neither exists.
+    """
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.ckpt", "last.ckpt"):
+            candidate = path / "checkpoints" / name
+            if candidate.is_file():
+                return candidate
+        raise FileNotFoundError(f"{str(path)!r} is a folder without checkpoints/best.ckpt or "
+                                "checkpoints/last.ckpt: give a run folder or a .ckpt file")
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    return path
+
+
+def load_trained_model(checkpoint: str | os.PathLike
+                       ) -> tuple[torch.nn.Module, dict[str, Any], Any]:
+    """Rebuild the model of a checkpoint and load its weights.
+
+    Returns:
+        ``(model in eval mode, configuration, hierarchy)``.
+
+    Raises:
+        FileNotFoundError: no checkpoint.
+        ValueError: not an engine checkpoint; weights that do not fit the model rebuilt
+            from the stored configuration.
+    """
+    path = resolve_checkpoint(checkpoint)
+    config = read_checkpoint_config(path)
+    experiment = get_experiment(config["experiment"])
+    dataset = experiment.dataset("test", 1, int(config["seed"]),
+                                 **dataset_arguments(config["data"], "test"))
+    hierarchy = build_hierarchy(dataset, config["model"])
+    stored = torch.load(path, map_location="cpu", weights_only=True)
+    weights = {key.removeprefix("model."): value for key, value in stored["state_dict"].items()
+               if key.startswith("model.")}
+    info = stored["deepsphere_pyg"]
+    model = build_model(config["model"], hierarchy, int(info["in_channels"]),
+                        int(info["out_channels"]))
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        raise ValueError(f"{path}: the weights do not fit the model of its configuration "
+                         f"({error})") from error
+    return model.eval(), config, hierarchy
+
+
+def read_inputs(paths: Sequence[str], ordering: str | None, hierarchy: Any
+                ) -> tuple[list[torch.Tensor], list[str], int | None]:
+    """Input maps as ``[N, F]`` tensors in the model's node order.
+
+    HEALPix models read FITS / ``.npy`` through :class:`HealpixFileDataset` (NEST; on a
+    partial-sky model the model's pixels are taken from full-sky maps); other samplings
+    read a ``.npy`` array ``[M, N]`` or ``[M, N, F]`` in the graph's node order.
+
+    Returns ``(maps, names, nside or None)``.
+    """
+    graph = hierarchy[0]
+    nodes = int(graph.num_nodes)
+    if str(getattr(graph, "sampling", "")) == "healpix":
+        maps = HealpixFileDataset(paths, ordering=ordering)
+        nside = int(graph.nside)
+        if maps.nside != nside:
+            raise ValueError(f"the maps have nside {maps.nside}; the checkpoint's model "
+                             f"takes nside {nside} (data.nside of its configuration)")
+        pixels = getattr(graph, "pixels", None)
+        tensors = []
+        for index in range(len(maps)):
+            x = maps[index].x
+            tensors.append(x[pixels] if pixels is not None else x)
+        names = [Path(maps.source(index)).stem.replace(" ", "_").replace("[", "_")
+                 .replace("]", "") for index in range(len(maps))]
+        return tensors, names, nside
+    if len(paths) != 1 or not str(paths[0]).endswith(".npy"):
+        raise ValueError(f"the model is on a {graph.sampling} graph: give one .npy file "
+                         f"[M, {nodes}] or [M, {nodes}, F] in the graph's node order")
+    path = Path(paths[0])
+    if not path.is_file():
+        raise FileNotFoundError(f"input {str(path)!r} does not exist")
+    array = np.load(path, mmap_mode="r")
+    if array.ndim not in (2, 3) or array.shape[1] != nodes:
+        raise ValueError(f"{path}: expected shape [M, {nodes}] or [M, {nodes}, F], got "
+                         f"{list(array.shape)}")
+    tensors = [torch.from_numpy(np.asarray(array[m], dtype=np.float32)).reshape(nodes, -1)
+               for m in range(array.shape[0])]
+    return tensors, [f"{path.stem}_{m}" for m in range(len(tensors))], None
+
+
+def predict(checkpoint: str | os.PathLike, inputs: Sequence[str], output: str | os.PathLike,
+            *, ordering: str | None = None, batch_size: int = 16) -> list[Path]:
+    """Predict every input map with a checkpoint; returns the files written."""
+    model, config, hierarchy = load_trained_model(checkpoint)
+    experiment = get_experiment(config["experiment"])
+    maps, names, nside = read_inputs(inputs, ordering, hierarchy)
+    normalize = input_transform(config["data"])
+    expected = model.in_channels
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, len(maps), batch_size):
+            chunk = []
+            for x in maps[start:start + batch_size]:
+                if x.shape[-1] != expected:
+                    raise ValueError(f"the maps have {x.shape[-1]} channel(s); the model "
+                                     f"takes {expected}")
+                if normalize is not None:
+                    x = _apply(normalize, x)
+                chunk.append(x)
+            outputs.append(model(torch.stack(chunk)))
+    result = torch.cat(outputs)
+    folder = Path(output)
+    folder.mkdir(parents=True, exist_ok=True)
+    if experiment.task == "classification":
+        return _write_classes(result, names, experiment.names_of_classes(config["data"]),
+                              folder)
+    return _write_node_maps(result, names, experiment.task, hierarchy[0], nside, folder)
+
+
+def _apply(normalize: Any, x: torch.Tensor) -> torch.Tensor:
+    from ..data.signal import SphereSignal
+
+    return normalize(SphereSignal(x=x.clone())).x
+
+
+def _write_classes(logits: torch.Tensor, names: list[str], classes: tuple[str, ...],
+                   folder: Path) -> list[Path]:
+    probabilities = torch.softmax(logits, dim=-1)
+    predicted = probabilities.argmax(-1)
+    rows = []
+    for name, label, probs in zip(names, predicted.tolist(), probabilities.tolist(),
+                                  strict=True):
+        rows.append({"input": name, "class": label,
+                     "name": classes[label] if classes else str(label),
+                     **{f"p_{c}": round(p, 6) for c, p in enumerate(probs)}})
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(folder / "predictions.csv", buffer.getvalue())
+    write_text_atomic(folder / "predictions.json", json.dumps(rows, indent=1) + "\n")
+    return [folder / "predictions.csv", folder / "predictions.json"]
+
+
+def _write_node_maps(result: torch.Tensor, names: list[str], task: str, graph: Any,
+                     nside: int | None, folder: Path) -> list[Path]:
+    values = result.argmax(-1).float() if task == "segmentation" else result[..., 0]
+    if nside is None:
+        path = folder / "predictions.npy"
+        _save_npy_atomic(path, result.numpy())
+        return [path]
+    pixels = getattr(graph, "pixels", None)
+    written = []
+    for name, node_values in zip(names, values.numpy(), strict=True):
+        full = np.full(hp.nside2npix(nside), hp.UNSEEN, dtype=np.float64)
+        full[np.arange(full.size) if pixels is None else pixels.numpy()] = node_values
+        path = folder / f"{name}_prediction.fits"
+        _write_fits_atomic(path, full)
+        written.append(path)
+    return written
+
+
+def _write_fits_atomic(path: Path, values: np.ndarray) -> None:
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".fits")
+    os.close(handle)
+    try:
+        hp.write_map(tmp, values, nest=True, overwrite=True, dtype=np.float64)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npy")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            np.save(file, array)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
