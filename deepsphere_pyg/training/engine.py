@@ -21,6 +21,7 @@ reduced over all processes, and only the global rank 0 writes files.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import warnings
@@ -292,11 +293,21 @@ def make_loaders(datasets: Mapping[str, Any], train: Mapping[str, Any], seed: in
     return loaders
 
 
+class _DropAdvertising(logging.Filter):
+    """Drops Lightning's advertisement for a hosted logger from the run's output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
 def make_trainer(config: Mapping[str, Any], folder: Path, layout: ProcessLayout,
                  callbacks: Iterable[pl.Callback] = ()) -> tuple[pl.Trainer, EpochRecord]:
     """The Lightning trainer: checkpoints, early stopping, progress, the epoch record."""
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
 
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropAdvertising) for f in logger.filters):
+        logger.addFilter(_DropAdvertising())
     train = config["train"]
     mode = "min" if train["monitor"] in ("val_loss", "val_mse") else "max"
     record = EpochRecord(folder)
@@ -431,6 +442,7 @@ def train(config: dict[str, Any], folder: str | os.PathLike | None = None, *,
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")
         trainer.fit(task, loaders["train"], loaders["val"], ckpt_path=checkpoint_path,
                     weights_only=True)
         train_seconds = time.perf_counter() - start

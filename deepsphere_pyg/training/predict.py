@@ -108,8 +108,8 @@ def read_inputs(paths: Sequence[str], ordering: str | None, hierarchy: Any
         for index in range(len(maps)):
             x = maps[index].x
             tensors.append(x[pixels] if pixels is not None else x)
-        names = [Path(maps.source(index)).stem.replace(" ", "_").replace("[", "_")
-                 .replace("]", "") for index in range(len(maps))]
+        names = ([f"{Path(maps.paths[0]).stem}_{index}" for index in range(len(maps))]
+                 if maps.is_npy else [Path(path).stem for path in maps.paths])
         return tensors, names, nside
     if len(paths) != 1 or not str(paths[0]).endswith(".npy"):
         raise ValueError(f"the model is on a {graph.sampling} graph: give one .npy file "
