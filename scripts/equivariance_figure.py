@@ -87,6 +87,7 @@ from deepsphere_pyg.graphs.equivariance import (
 )
 from deepsphere_pyg.io import provenance_lines, publish_report
 from deepsphere_pyg.openmp import single_threaded_openmp
+from deepsphere_pyg.plots import save_figure
 from deepsphere_pyg.scattering import SphericalScattering
 
 matplotlib.use("Agg")
@@ -95,7 +96,6 @@ import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 # Helpers of sibling scripts (run as ``python scripts/equivariance_figure.py``, the
 # script's folder is on sys.path).
 from equivariance_table import NEIGHBOURS, PUBLISHED, fmt  # noqa: E402
-from scattering_energy import save_figure_atomic  # noqa: E402
 
 SECTIONS = ("healpix", "equiangular", "scattering")
 #: Colours of the HEALPix graphs (those of the published figure: green, cyan, red, blue).
@@ -694,7 +694,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         scattering, sc_facts = scattering_curves(args)
         timings["scattering"] = time.perf_counter() - tic
     figure = draw(args, paper, equiangular, eq_facts, scattering, sc_facts)
-    save_figure_atomic(figure, args.figure)
+    save_figure(figure, args.figure, dpi=120)
     plt.close(figure)
     elapsed = time.perf_counter() - start
     publish_report(report(args, elapsed, timings, paper, widths, check, equiangular,

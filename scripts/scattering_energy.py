@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -41,6 +39,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 
 from deepsphere_pyg.graphs import SphereHierarchy  # noqa: E402
+from deepsphere_pyg.plots import save_figure  # noqa: E402
 from deepsphere_pyg.scattering import FilterBank, HarmonicBackend  # noqa: E402
 
 
@@ -84,19 +83,6 @@ def fraction_below(energy: np.ndarray, bound: float) -> float:
     """Fraction of the energy at degrees below ``bound`` (strictly)."""
     ell = np.arange(energy.size)
     return float(energy[ell < bound].sum() / energy.sum())
-
-
-def save_figure_atomic(figure: plt.Figure, path: Path) -> None:
-    """Write the PNG through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(handle)
-    try:
-        figure.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -153,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     figure.suptitle(f"modulus moves energy to low degrees (nside {args.nside}, "
                     f"{args.maps} maps, seed {args.seed})", fontsize=10)
     figure.tight_layout()
-    save_figure_atomic(figure, args.out)
+    save_figure(figure, args.out, dpi=120)
     plt.close(figure)
     print(f"wrote {args.out} ({time.perf_counter() - start:.1f} s)")
 
