@@ -29,6 +29,8 @@ import scipy.sparse
 import torch
 from torch_geometric.utils import get_laplacian
 
+from ..graphs.sparse_product import scipy_view
+
 __all__ = [
     "ChebyshevOperator",
     "chebyshev_operator",
@@ -102,15 +104,6 @@ class ChebyshevOperator:
         return c.addmm_(self.matrix_t if transpose else self.matrix, x, alpha=alpha)
 
 
-def _scipy_view(matrix: torch.Tensor) -> scipy.sparse.csr_array | None:
-    """A scipy CSR array sharing the memory of a CPU CSR tensor (``None`` elsewhere)."""
-    if matrix.device.type != "cpu" or matrix.dtype not in (torch.float32, torch.float64):
-        return None
-    return scipy.sparse.csr_array(
-        (matrix.values().numpy(), matrix.col_indices().numpy(),
-         matrix.crow_indices().numpy()), shape=tuple(matrix.shape), copy=False)
-
-
 def _to_csr(index: torch.Tensor, value: torch.Tensor, num_nodes: int) -> torch.Tensor:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
@@ -170,8 +163,8 @@ def build_chebyshev_operator(
     # Messages flow source (row 0) -> target (row 1): the applied matrix is M[t, s].
     applied = _to_csr(index.flip(0), value, num_nodes)
     transposed = _to_csr(index, value, num_nodes) if normalization == "rw" else applied
-    view = _scipy_view(applied)
-    view_t = view if transposed is applied else _scipy_view(transposed)
+    view = scipy_view(applied)
+    view_t = view if transposed is applied else scipy_view(transposed)
     return ChebyshevOperator(applied, transposed, view, view_t)
 
 

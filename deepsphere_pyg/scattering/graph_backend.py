@@ -91,7 +91,7 @@ point sets whose density varies at the scale of the nodes (HEALPix centres jitte
 and so are these filters.
 
 **Sparse products.** Operators are CSR buffers with int32 indices. On CPU, one column
-goes through scipy, more through torch's kernel (see ``_Operator``); on CUDA, torch; with
+goes through scipy, more through torch's kernel (see ``SparseOperator``); on CUDA, torch; with
 autograd (``x.requires_grad``), torch on either.
 
 **Cost** (``scripts/bench_scattering.py``, one map, depth 2, :math:`L = 3072`,
@@ -122,6 +122,7 @@ from torch import nn
 
 from ..graphs.hierarchy import SphereHierarchy
 from ..graphs.laplacian import estimate_lambda_max, laplacian_scipy, scipy_to_torch_csr
+from ..graphs.sparse_product import SparseOperator
 from ..graphs.sphere_graph import SphereGraph
 from ..nn.sphere_pool import sphere_pool
 from .backend import check_backend_arguments, check_maps
@@ -168,10 +169,6 @@ DOWN_MIN_ORDER_FACTOR = 0.5
 #: docstring).
 SCALING_CUTOFF = 0.5
 
-#: Fewest columns for which the CPU products use torch's CSR kernel rather than scipy's
-#: (see ``_Operator``).
-TORCH_CPU_MIN_COLUMNS = 2
-
 #: How :math:`\lambda_\max` of each level is obtained.
 LAMBDA_MAX_METHODS = ("bound", "lanczos")
 
@@ -211,49 +208,6 @@ def _check_margin(margin: Any) -> float:
             or not (math.isfinite(margin) and margin > 0):
         raise ValueError(f"margin must be a positive number, got {margin!r}")
     return float(margin)
-
-
-def _scipy_view(matrix: torch.Tensor) -> scipy.sparse.csr_array:
-    """A scipy CSR array sharing the memory of a CPU CSR tensor."""
-    return scipy.sparse.csr_array(
-        (matrix.values().numpy(), matrix.col_indices().numpy(),
-         matrix.crow_indices().numpy()), shape=tuple(matrix.shape), copy=False)
-
-
-class _Operator:
-    """``x -> M x`` and the Chebyshev step ``2 M x - y`` for a CSR buffer ``M``.
-
-    CPU without autograd: scipy's kernel (a zero-copy view) for a single column, torch's
-    (one fused ``addmm`` per step) for :data:`TORCH_CPU_MIN_COLUMNS` columns or more.
-    Measured on one thread, int32 indices, k = 8: at nside 1024 scipy takes 72 ms for one
-    column (torch 116) and torch 58-77 ms per column for 2-16 columns (scipy 75-126); at
-    nside 256 torch is 3.1-4.3 ms per column for 2-8 columns (scipy 4.6-9). CUDA, or
-    autograd: torch.
-    """
-
-    def __init__(self, matrix: torch.Tensor, dtype: torch.dtype, autograd: bool) -> None:
-        if matrix.dtype != dtype:
-            matrix = matrix.to(dtype)
-        self.matrix = matrix
-        self.view = None
-        if matrix.device.type == "cpu" and not autograd \
-                and dtype in (torch.float32, torch.float64):
-            self.view = _scipy_view(matrix)
-
-    def _scipy(self, x: torch.Tensor) -> bool:
-        return self.view is not None and x.shape[1] < TORCH_CPU_MIN_COLUMNS
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self._scipy(x):
-            return torch.from_numpy(self.view @ x.contiguous().numpy())
-        return torch.mm(self.matrix, x)
-
-    def step(self, current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
-        """:math:`2 M x_k - x_{k-1}`."""
-        if self._scipy(current):
-            out = torch.from_numpy(self.view @ current.contiguous().numpy())
-            return out.mul_(2.0).sub_(previous)
-        return torch.addmm(previous, self.matrix, current, beta=-1.0, alpha=2.0)
 
 
 def chebyshev_operator(graph: SphereGraph, normalization: str | None = None,
@@ -379,7 +333,7 @@ def degree_filter(
     matrix, top = chebyshev_operator(graph, normalization, lambda_max)
     coefficients = kernel_coefficients(kernel, degree_calibration(graph, normalization),
                                        _check_order(order), top)
-    operator = _Operator(matrix, x.dtype,
+    operator = SparseOperator(matrix, x.dtype,
                          torch.is_grad_enabled() and x.requires_grad)
     signal = x if x.dim() == 2 else x.unsqueeze(1)
     previous, current = signal, operator(signal)
@@ -635,7 +589,7 @@ class GraphBackend(nn.Module):
         widths = [s.shape[1] for s in signals]
         starts = np.concatenate([[0], np.cumsum(widths)]).tolist()
         x = torch.cat(signals, dim=1) if len(signals) > 1 else signals[0]
-        operator = _Operator(getattr(self, f"operator_{level}"), x.dtype, autograd)
+        operator = SparseOperator(getattr(self, f"operator_{level}"), x.dtype, autograd)
         # Per filter: contiguous column runs of the signals requesting it.
         runs: dict[str, list[tuple[int, int]]] = {}
         for i, names in enumerate(requests):
@@ -713,7 +667,7 @@ class GraphBackend(nn.Module):
                 arriving = self._move_down(level, moving)
         stacked = torch.cat([outputs[p.scales] for p in self.paths], dim=1)
         if self.interpolation is not None:
-            stacked = _Operator(self.interpolation, stacked.dtype, autograd)(stacked)
+            stacked = SparseOperator(self.interpolation, stacked.dtype, autograd)(stacked)
         n_out = stacked.shape[0]
         stacked = stacked.reshape(n_out, len(self.paths), batch, channels)
         return stacked.permute(2, 0, 3, 1)
