@@ -51,11 +51,13 @@ def test_run_folder(tiny_digits, tmp_path) -> None:
     assert read_checkpoint_config(folder / "checkpoints" / "last.ckpt") == result.config
 
 
-def test_occupied_folder_needs_resume(tiny_overrides, tmp_path) -> None:
+def test_occupied_folder_needs_resume(tiny_overrides, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a relative run folder
     config = resolve_config("digits", overrides=[*tiny_overrides, "train.epochs=1"])
-    train(config, tmp_path / "run", figures=False)
+    result = train(config, "run", figures=False)
+    assert result.metrics["best_checkpoint"] == "checkpoints/best.ckpt"
     with pytest.raises(ValueError, match="already holds a run: pass --resume"):
-        train(config, tmp_path / "run", figures=False)
+        train(config, "run", figures=False)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         train(config, tmp_path / "other", resume=True, figures=False)
 
