@@ -34,7 +34,8 @@ from ..io import write_text_atomic
 FREE_MAPPINGS = ("data.test_overrides", "data.normalization")
 
 #: Keys a resumed run may change; everything else must equal the checkpoint's values.
-RESUME_MUTABLE = ("train.epochs", "train.num_workers", "train.progress", "train.accelerator")
+RESUME_MUTABLE = ("train.epochs", "train.num_workers", "train.threads", "train.progress",
+                  "train.accelerator")
 
 Config = dict[str, Any]
 

@@ -139,6 +139,8 @@ def check_config(config: Mapping[str, Any]) -> None:
                              f", got {value!r}")
     if train["patience"] is not None:
         _positive_int(train["patience"], "train.patience")
+    if train["threads"] is not None:
+        _positive_int(train["threads"], "train.threads")
     if train["gradient_clip"] is not None and (
             not isinstance(train["gradient_clip"], (int, float)) or train["gradient_clip"] <= 0):
         raise ValueError(f"train.gradient_clip must be null or a number > 0, got "
@@ -431,6 +433,8 @@ def train(config: dict[str, Any], folder: str | os.PathLike | None = None, *,
         raise ValueError(f"--output {str(folder)!r} already holds a run: pass --resume to "
                          "continue it, or choose another --output")
     experiment = get_experiment(config["experiment"])
+    if config["train"]["threads"] is not None:
+        torch.set_num_threads(int(config["train"]["threads"]))
     pl.seed_everything(int(config["seed"]), workers=True, verbose=False)
     datasets, hierarchy = prepare(config)
     task = make_task(config, datasets, hierarchy)
