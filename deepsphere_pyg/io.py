@@ -2,24 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary file in the same folder and
-    an atomic rename, so readers see either the old file or the complete new one. Missing
-    parent folders are created; the file gets the usual permissions (0644 less the umask),
-    not the private ones of a temporary file."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temporary file next to ``path`` to write; renamed onto ``path`` when the block
+    ends without an exception, removed otherwise.
+
+    Readers see either the old file or the complete new one. Missing parent folders are
+    created; the file gets the usual permissions (0644 less the umask), not the private
+    ones of a temporary file.
+
+    Example:
+        >>> import numpy as np, tempfile, os
+        >>> target = os.path.join(tempfile.mkdtemp(), "a.npy")
+        >>> with atomic_path(target, ".npy") as tmp:
+        ...     np.save(tmp, np.zeros(3))
+        >>> np.load(target).shape
+        (3,)
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(handle)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
+        yield Path(tmp)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o644 & ~umask)
@@ -27,6 +39,15 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_path` (flushed to disk
+    before the rename)."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
 
 
 def publish_report(text: str, output: str | os.PathLike | None = None) -> None:

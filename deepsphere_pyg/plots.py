@@ -27,9 +27,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import healpy as hp
@@ -38,6 +36,7 @@ import torch
 
 from .graphs.lonlat import vec_to_lonlat
 from .graphs.sphere_graph import SphereGraph
+from .io import atomic_path
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from matplotlib.axes import Axes
@@ -111,23 +110,11 @@ def save_figure(figure: Figure, path: str | os.PathLike, dpi: int = 100) -> None
         path: destination file (written as PNG whatever its suffix).
         dpi: resolution in dots per inch (default 100).
     """
-    path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                       suffix=".png.tmp")
-        try:
-            with os.fdopen(handle, "wb") as file:
-                figure.savefig(file, format="png", dpi=dpi)
-                file.flush()
-                os.fsync(file.fileno())
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o644 & ~umask)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path, ".png.tmp") as tmp, open(tmp, "wb") as file:
+            figure.savefig(file, format="png", dpi=dpi)
+            file.flush()
+            os.fsync(file.fileno())
     finally:
         _close(figure)
 

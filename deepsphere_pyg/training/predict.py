@@ -19,7 +19,6 @@ import csv
 import io
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ import numpy as np
 import torch
 
 from ..data.files import HealpixFileDataset
-from ..io import write_text_atomic
+from ..io import atomic_path, write_text_atomic
 from .engine import input_transform, read_checkpoint_config
 from .experiments import build_hierarchy, build_model, dataset_arguments, get_experiment
 
@@ -199,22 +198,10 @@ def _write_node_maps(result: torch.Tensor, names: list[str], task: str, graph: A
 
 
 def _write_fits_atomic(path: Path, values: np.ndarray) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".fits")
-    os.close(handle)
-    try:
-        hp.write_map(tmp, values, nest=True, overwrite=True, dtype=np.float64)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, ".fits") as tmp:
+        hp.write_map(str(tmp), values, nest=True, overwrite=True, dtype=np.float64)
 
 
 def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npy")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.save(file, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, ".npy") as tmp:
+        np.save(tmp, array)
