@@ -20,6 +20,7 @@ from .blocks import (
     check_disjoint_input,
     check_hierarchy,
     check_int,
+    check_norm,
     check_pool,
     check_shared_input,
     node_statistic,
@@ -68,10 +69,10 @@ class DeepSphere(ModelMixin, nn.Module):
     Architecture, for ``channels = (c_1, ..., c_D)`` on hierarchy levels
     ``levels = (l_1, ..., l_D)`` (default ``(0, 1, ..., D - 1)``)::
 
-        x [B, N_0, F] --pool--> ... level l_1: ChebConv(F -> c_1, K) -> BN -> ReLU
-                      --pool--> ... level l_2: ChebConv(c_1 -> c_2, K) -> BN -> ReLU
+        x [B, N_0, F] --pool--> ... level l_1: ChebConv(F -> c_1, K) -> Norm -> ReLU
+                      --pool--> ... level l_2: ChebConv(c_1 -> c_2, K) -> Norm -> ReLU
                       ...
-                                    level l_D: ChebConv(c_{D-1} -> c_D, K) -> BN -> ReLU
+                                    level l_D: ChebConv(c_{D-1} -> c_D, K) -> Norm -> ReLU
         head "statistic": [mean | max | var | mean,var over nodes] -> dropout -> Linear
         head "fc":        flatten [N_{l_D} * c_D]                  -> dropout -> Linear
 
@@ -81,7 +82,10 @@ class DeepSphere(ModelMixin, nn.Module):
     level (default) or several on one level. Convolutions are
     :class:`~deepsphere_pyg.nn.SphericalChebConv` with the symmetric normalised Laplacian
     and :math:`\lambda_\max = 2` (see :mod:`deepsphere_pyg.models.blocks` for why), without
-    bias when batch normalisation follows.
+    bias when a normalisation follows. ``Norm`` (``norm``) is batch normalisation, a
+    per-sample layer normalisation or nothing (:class:`~deepsphere_pyg.models.ConvBlock`
+    says when to use which; with batch normalisation, anneal the learning rate or
+    recompute the statistics after training, and feed inputs of order one).
 
     The ``"statistic"`` head (DeepSphere's fully convolutional variant) is invariant to
     any node permutation that maps the graphs and pooling maps onto themselves (and
@@ -107,7 +111,8 @@ class DeepSphere(ModelMixin, nn.Module):
         head: ``"statistic"`` (default) or ``"fc"``.
         statistic: ``"mean"`` (default), ``"max"``, ``"var"`` or ``"meanvar"`` (mean and
             variance concatenated), for ``head="statistic"``.
-        batch_norm: batch normalisation after every convolution (default ``True``).
+        norm: normalisation after every convolution: ``"batch"`` (default), ``"layer"``
+            (per sample, over nodes and channels), ``"none"`` or ``None``.
         dropout: dropout probability before the final linear layer (default 0).
         levels: hierarchy level of every block, non-decreasing (default one block per
             level from 0).
@@ -115,7 +120,7 @@ class DeepSphere(ModelMixin, nn.Module):
     Raises:
         TypeError: ``hierarchy`` is not a SphereHierarchy.
         ValueError: more blocks than levels, bad ``levels``, ``K``, ``pool``, ``head``,
-            ``statistic``, ``dropout``.
+            ``statistic``, ``norm``, ``dropout``.
 
     Shapes:
         - **input:** ``x [B, N_0, F]`` on the model's graph, or ``[N_0, F]`` (one sample);
@@ -137,7 +142,7 @@ class DeepSphere(ModelMixin, nn.Module):
         pool: str = "max",
         head: str = "statistic",
         statistic: str = "mean",
-        batch_norm: bool = True,
+        norm: str | None = "batch",
         dropout: float = 0.0,
         levels: Sequence[int] | None = None,
     ) -> None:
@@ -158,14 +163,14 @@ class DeepSphere(ModelMixin, nn.Module):
             raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
         self.head_kind = head
         self.statistic = statistic
-        self.batch_norm = bool(batch_norm)
+        self.norm = check_norm(norm)
         self.levels = _check_levels(levels, len(self.channels), len(hierarchy), self.channels)
 
         self.graph = HierarchyBuffers(hierarchy, self.levels[-1] + 1)
         self.pool = SpherePool(self.pool_mode)
         widths = (self.in_channels, *self.channels)
         self.blocks = nn.ModuleList(
-            ConvBlock(widths[i], widths[i + 1], self.K, self.batch_norm)
+            ConvBlock(widths[i], widths[i + 1], self.K, self.norm)
             for i in range(len(self.channels))
         )
         self.last_nodes = self.graph.num_nodes[-1]
@@ -183,7 +188,7 @@ class DeepSphere(ModelMixin, nn.Module):
         return self.graph.num_levels
 
     def reset_parameters(self) -> None:
-        """Re-initialise every convolution, batch norm and the head."""
+        """Re-initialise every convolution, normalisation and the head."""
         for block in self.blocks:
             block.reset_parameters()
         self.head.reset_parameters()
@@ -193,7 +198,7 @@ class DeepSphere(ModelMixin, nn.Module):
                 "statistic" else "head='fc'")
         return (f"{self.in_channels}, {self.out_channels}, channels={self.channels}, "
                 f"K={self.K}, levels={self.levels}, num_nodes={list(self.graph.num_nodes)}, "
-                f"pool={self.pool_name!r}, {head}, batch_norm={self.batch_norm}, "
+                f"pool={self.pool_name!r}, {head}, norm={self.norm!r}, "
                 f"dropout={self.dropout.p}, num_parameters={self.num_parameters}")
 
     # ------------------------------------------------------------------ forward
@@ -259,7 +264,7 @@ class DeepSphere(ModelMixin, nn.Module):
                               num_parents=levels[current + 1].num_nodes)
                 current += 1
             view = levels[level]
-            h = block(h, view.edge_index, view.edge_weight)
+            h = block(h, view.edge_index, view.edge_weight, view.batch)
         return h
 
     def _pooled(self, h: Tensor, last: HierarchyLevel, num_graphs: int | None) -> Tensor:

@@ -91,7 +91,7 @@ class ScatteringDeepSphere(ModelMixin, nn.Module):
         channels: DeepSphere block widths (default ``(32, 64)``); needs
             ``len(channels) <= len(hierarchy) - input_level``.
         K: Chebyshev terms per convolution (default 5).
-        pool, head, statistic, batch_norm, dropout, levels: as in :class:`DeepSphere`
+        pool, head, statistic, norm, dropout, levels: as in :class:`DeepSphere`
             (``levels`` counted from ``input_level``).
         normalize: ``"log"`` (default), ``"standard"``, ``"log-standard"`` or ``None``.
         eps: scale :math:`\varepsilon > 0` of the log (default ``1e-3``).
@@ -126,7 +126,7 @@ class ScatteringDeepSphere(ModelMixin, nn.Module):
         statistic: str = "mean",
         normalize: str | None = "log",
         eps: float = 1e-3,
-        batch_norm: bool = True,
+        norm: str | None = "batch",
         dropout: float = 0.0,
         levels: Sequence[int] | None = None,
     ) -> None:
@@ -175,7 +175,7 @@ class ScatteringDeepSphere(ModelMixin, nn.Module):
         try:
             self.backbone = DeepSphere(
                 sub, in_channels, out_channels, channels=channels, K=K, pool=pool,
-                head=head, statistic=statistic, batch_norm=batch_norm, dropout=dropout,
+                head=head, statistic=statistic, norm=norm, dropout=dropout,
                 levels=levels)
         except ValueError as error:
             hint = "" if scattering is None else (

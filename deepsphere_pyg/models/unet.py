@@ -19,6 +19,7 @@ from .blocks import (
     check_disjoint_input,
     check_hierarchy,
     check_int,
+    check_norm,
     check_pool,
     check_shared_input,
     route_input,
@@ -31,7 +32,7 @@ class SphericalUNet(ModelMixin, nn.Module):
     r"""U-Net on the sphere: per-node outputs (segmentation logits, dense regression).
 
     With depth ``D`` and widths ``c_0, ..., c_{D-1}`` (the first ``D`` entries of
-    ``channels``), every block being ``ChebConv(K) -> BN -> ReLU`` on one level::
+    ``channels``), every block being ``ChebConv(K) -> Norm -> ReLU`` on one level::
 
         encoder  e_0 = Block(F -> c_0)(x)                                   level 0
                  e_l = Block(c_{l-1} -> c_l)(pool(e_{l-1}))                 level l, l < D
@@ -58,13 +59,15 @@ class SphericalUNet(ModelMixin, nn.Module):
         K: Chebyshev terms per convolution (default 3).
         depth: number of levels used, ``1 <= depth <= min(len(hierarchy), len(channels))``;
             default ``None``: that minimum.
-        batch_norm: batch normalisation after every convolution (default ``True``).
+        norm: normalisation after every convolution: ``"batch"`` (default), ``"layer"``
+            (per sample, over nodes and channels), ``"none"`` or ``None``
+            (:class:`~deepsphere_pyg.models.ConvBlock`).
         pool: ``"max"`` (default) or ``"mean"`` / ``"average"``.
 
     Raises:
         TypeError: ``hierarchy`` is not a SphereHierarchy.
         ValueError: ``depth`` larger than the hierarchy or than ``len(channels)``, bad
-            ``K``, ``channels`` or ``pool``.
+            ``K``, ``channels``, ``norm`` or ``pool``.
 
     Shapes:
         - **input:** ``x [B, N_0, F]`` on the model's graph (``[N_0, F]``: one sample), or
@@ -83,7 +86,7 @@ class SphericalUNet(ModelMixin, nn.Module):
         channels: Sequence[int] = (16, 32, 64),
         K: int = 3,
         depth: int | None = None,
-        batch_norm: bool = True,
+        norm: str | None = "batch",
         pool: str = "max",
     ) -> None:
         super().__init__()
@@ -93,7 +96,7 @@ class SphericalUNet(ModelMixin, nn.Module):
         channels = check_channels(channels)
         self.K = check_int(K, "K")
         self.pool_name = pool
-        self.batch_norm = bool(batch_norm)
+        self.norm = check_norm(norm)
         limit = min(len(hierarchy), len(channels))
         if depth is None:
             depth = limit
@@ -116,19 +119,19 @@ class SphericalUNet(ModelMixin, nn.Module):
         self.unpool = SphereUnpool("nearest")
         widths = (self.in_channels, *self.channels)
         self.encoder = nn.ModuleList(
-            ConvBlock(widths[level], widths[level + 1], self.K, self.batch_norm)
+            ConvBlock(widths[level], widths[level + 1], self.K, self.norm)
             for level in range(depth)
         )
         # decoder[l] runs on level l (l = 0 .. depth - 2).
         self.decoder = nn.ModuleList(
             ConvBlock(self.channels[level + 1] + self.channels[level], self.channels[level],
-                      self.K, self.batch_norm)
+                      self.K, self.norm)
             for level in range(depth - 1)
         )
         self.output = nn.Linear(self.channels[0], self.out_channels)
 
     def reset_parameters(self) -> None:
-        """Re-initialise every convolution, batch norm and the output layer."""
+        """Re-initialise every convolution, normalisation and the output layer."""
         for block in (*self.encoder, *self.decoder):
             block.reset_parameters()
         self.output.reset_parameters()
@@ -136,7 +139,7 @@ class SphericalUNet(ModelMixin, nn.Module):
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, channels={self.channels}, "
                 f"K={self.K}, depth={self.depth}, num_nodes={list(self.graph.num_nodes)}, "
-                f"pool={self.pool_name!r}, batch_norm={self.batch_norm}, "
+                f"pool={self.pool_name!r}, norm={self.norm!r}, "
                 f"num_parameters={self.num_parameters}")
 
     def forward(
@@ -170,12 +173,14 @@ class SphericalUNet(ModelMixin, nn.Module):
             if level:
                 h = self.pool(h, levels[level - 1].pool_index,
                               num_parents=levels[level].num_nodes)
-            h = block(h, levels[level].edge_index, levels[level].edge_weight)
+            h = block(h, levels[level].edge_index, levels[level].edge_weight,
+                      levels[level].batch)
             skips.append(h)
         for level in range(self.depth - 2, -1, -1):
             up = self.unpool(h, levels[level].pool_index)
             h = _concatenate(up, skips[level])
-            h = self.decoder[level](h, levels[level].edge_index, levels[level].edge_weight)
+            h = self.decoder[level](h, levels[level].edge_index, levels[level].edge_weight,
+                                    levels[level].batch)
         return self.output(h)
 
 

@@ -11,6 +11,8 @@ from deepsphere_pyg.graphs.hierarchy_data import HierarchyData
 from deepsphere_pyg.models import DeepSphere, node_statistic
 from deepsphere_pyg.nn import SphericalChebConv
 
+NORMS = ("batch", "layer", "none")
+
 
 def model_for(hierarchy, seed=0, **kwargs):
     torch.manual_seed(seed)
@@ -47,6 +49,48 @@ def test_batch_equals_each_sample(hierarchies, sampling, train_briefly):
         torch.testing.assert_close(out, alone, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("norm", NORMS)
+def test_every_norm_trains_and_evaluates_sample_by_sample(hierarchies, train_briefly, norm):
+    """Shapes and gradients in training; in evaluation the output is deterministic and a
+    sample's output does not depend on its batch, for both heads."""
+    hierarchy = hierarchies["healpix-partial"]
+    x = torch.randn(3, hierarchy.num_nodes[0], 2)
+    for head in ("statistic", "fc"):
+        model = model_for(hierarchy, head=head, statistic="meanvar", norm=norm)
+        assert model.norm == norm
+        assert all(block.norm_name == norm for block in model.blocks)
+        out = model(x)
+        assert out.shape == (3, 3)
+        out.square().sum().backward()
+        for name, parameter in model.named_parameters():
+            assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+        model = train_briefly(model, x)
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        with torch.no_grad():
+            first, second = model(x), model(x)
+            alone = torch.cat([model(x[i : i + 1]) for i in range(3)])
+        torch.testing.assert_close(first, second, rtol=0, atol=0)
+        torch.testing.assert_close(first, alone, rtol=1e-5, atol=1e-6)
+        # Evaluation changes no state (no running statistics updated).
+        for key, value in model.state_dict().items():
+            assert torch.equal(value, state[key]), key
+
+
+def test_only_batch_norm_mixes_the_samples_of_a_training_batch(hierarchies):
+    """In training mode batch normalisation pools statistics over the batch; the
+    per-sample layer norm and no normalisation keep each sample to itself."""
+    hierarchy = hierarchies["points"]
+    x = torch.randn(4, hierarchy.num_nodes[0], 2)
+    for norm in NORMS:
+        model = model_for(hierarchy, norm=norm).train()
+        with torch.no_grad():
+            together, alone = model(x)[:1], model(x[:1])
+        if norm == "batch":
+            assert not torch.allclose(together, alone, rtol=1e-3, atol=1e-4)
+        else:
+            torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-6)
+
+
 def test_sphere_signal_batches_from_a_pyg_loader(hierarchies):
     from torch_geometric.loader import DataLoader
 
@@ -63,8 +107,9 @@ def test_sphere_signal_batches_from_a_pyg_loader(hierarchies):
 
 
 # ---------------------------------------------------------------- disjoint batches
+@pytest.mark.parametrize("norm", NORMS)
 @pytest.mark.parametrize("kind", ["healpix", "points"])
-def test_disjoint_batch_equals_each_graph_alone(kind, masked_healpix, points_hierarchy,
+def test_disjoint_batch_equals_each_graph_alone(kind, norm, masked_healpix, points_hierarchy,
                                                 train_briefly):
     if kind == "healpix":
         first = masked_healpix([1.0, 0.0, 0.0], 0.8)
@@ -74,9 +119,9 @@ def test_disjoint_batch_equals_each_graph_alone(kind, masked_healpix, points_hie
         second = points_hierarchy(180, 2)
     assert first.num_nodes != second.num_nodes
     xs = [torch.randn(h.num_nodes[0], 2) for h in (first, second)]
-    reference = train_briefly(model_for(first, statistic="meanvar"), xs[0][None])
+    reference = train_briefly(model_for(first, statistic="meanvar", norm=norm), xs[0][None])
     # The same weights on the second graph, through the shared-graph path.
-    other = model_for(second, statistic="meanvar").eval()
+    other = model_for(second, statistic="meanvar", norm=norm).eval()
     other.load_state_dict(reference.state_dict())
     with torch.no_grad():
         expected = torch.cat([reference(xs[0][None]), other(xs[1][None])])
@@ -180,13 +225,15 @@ def test_arguments_change_the_architecture(hierarchies):
 def test_parameter_counts_by_hand(hierarchies):
     hierarchy = hierarchies["healpix"]
     n2 = hierarchy.num_nodes[1]
-    # Chebyshev weights K * F_in * F_out (no conv bias before batch norm), batch norm
-    # 2 * F, head Linear(features, out) + bias.
+    # Chebyshev weights K * F_in * F_out (no conv bias before a normalisation), batch or
+    # layer norm 2 * F (scale and shift per channel), head Linear(features, out) + bias.
     conv = 3 * 2 * 4 + 3 * 4 * 5
     cases = [
         (dict(), conv + 2 * (4 + 5) + 5 * 3 + 3),
         (dict(statistic="meanvar"), conv + 2 * (4 + 5) + 10 * 3 + 3),
-        (dict(batch_norm=False), conv + (4 + 5) + 5 * 3 + 3),
+        (dict(norm="layer"), conv + 2 * (4 + 5) + 5 * 3 + 3),
+        (dict(norm="none"), conv + (4 + 5) + 5 * 3 + 3),  # a conv bias per channel
+        (dict(norm=None), conv + (4 + 5) + 5 * 3 + 3),
         (dict(head="fc"), conv + 2 * (4 + 5) + n2 * 5 * 3 + 3),
     ]
     for kwargs, expected in cases:
@@ -204,7 +251,7 @@ def test_repr_reset_and_state_dict(hierarchies):
                        dropout=0.25)
     text = repr(model)
     assert text.startswith("DeepSphere(\n  2, 3, channels=(4, 5), K=3, levels=(0, 1), ")
-    for part in ("pool='mean'", "head='fc'", "dropout=0.25", "batch_norm=True",
+    for part in ("pool='mean'", "head='fc'", "dropout=0.25", "norm='batch'",
                  f"num_parameters={model.num_parameters}",
                  f"num_nodes={hierarchy.num_nodes[:2]}", "HierarchyBuffers(sampling='healpix'"):
         assert part in text, part
@@ -258,7 +305,10 @@ def test_bad_input(hierarchies, masked_healpix, nside):
     for kwargs, message in [(dict(head="cnn"), "head"), (dict(statistic="median"), "statistic"),
                             (dict(pool="sum"), "pool"), (dict(K=0), "K"),
                             (dict(channels=()), "channels"), (dict(channels=4), "channels"),
-                            (dict(dropout=1.0), "dropout")]:
+                            (dict(dropout=1.0), "dropout"),
+                            (dict(norm="group"), r"norm must be one of \['batch', 'layer', "
+                                                 r"'none'\] or None, got 'group'"),
+                            (dict(norm=False), r"norm=None")]:
         with pytest.raises(ValueError, match=message):
             DeepSphere(hierarchy, 2, 3, **kwargs)
     with pytest.raises(TypeError, match="SphereHierarchy"):

@@ -188,6 +188,14 @@ def test_parameters_repr_and_state_dict(healpix16, harmonic):
     ignored = set(model._ddp_params_and_buffers_to_ignore)
     assert "backbone.graph.edge_index_0" in ignored and not ignored & state
     model.reset_parameters()
+    # norm goes to the backbone; "none" puts a bias on each convolution instead.
+    plain = ScatteringDeepSphere(healpix16, 16, 2, scattering=harmonic, channels=(4, 5), K=3,
+                                 norm="none")
+    assert plain.backbone.norm == "none" and "norm='none'" in repr(plain)
+    assert plain.num_parameters == model.num_parameters - 2 * (4 + 5) + (4 + 5)
+    layer = ScatteringDeepSphere(healpix16, 16, 2, input_level=2, channels=(4, 5), K=3,
+                                 norm="layer")
+    assert all(block.norm_name == "layer" for block in layer.backbone.blocks)
 
 
 def test_bad_arguments_and_input(healpix16, harmonic, hierarchies):
@@ -205,6 +213,8 @@ def test_bad_arguments_and_input(healpix16, harmonic, hierarchies):
         ScatteringDeepSphere(healpix16, 16, 2, input_level=2, normalize="sqrt")
     with pytest.raises(ValueError, match="eps"):
         ScatteringDeepSphere(healpix16, 16, 2, input_level=2, eps=0.0)
+    with pytest.raises(ValueError, match=r"norm must be one of \['batch', 'layer', 'none'\]"):
+        ScatteringDeepSphere(healpix16, 16, 2, input_level=2, norm="batchnorm")
     with pytest.raises(ValueError, match="input_level must be in"):
         ScatteringDeepSphere(healpix16, 16, 2, input_level=4)
     # Levels 2 and 3 left: three blocks do not fit.

@@ -62,6 +62,40 @@ def test_disjoint_batch_equals_each_graph_alone(hierarchies, masked_healpix, poi
         torch.testing.assert_close(explicit, expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("norm", ["layer", "none"])
+def test_other_norms_batch_and_disjoint_consistency(hierarchies, masked_healpix,
+                                                    points_hierarchy, train_briefly, norm):
+    """Every normalisation: gradients; in evaluation a [B, N, F] batch equals each sample
+    and a disjoint batch equals each graph alone (batch norm: the tests above)."""
+    hierarchy = hierarchies["equiangular"]
+    model = unet_for(hierarchy, norm=norm)
+    assert all(block.norm_name == norm for block in (*model.encoder, *model.decoder))
+    x = torch.randn(3, hierarchy.num_nodes[0], 2)
+    out = model(x)
+    assert out.shape == (3, hierarchy.num_nodes[0], 3)
+    out.square().sum().backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+    model = train_briefly(model, x)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), model(x), rtol=0, atol=0)
+        torch.testing.assert_close(model(x), torch.stack([model(x[i]) for i in range(3)]),
+                                   rtol=1e-5, atol=1e-6)
+    graphs = (masked_healpix([1.0, 0.0, 0.0], 0.8), points_hierarchy(200, 3))
+    xs = [torch.randn(h.num_nodes[0], 2) for h in graphs]
+    reference = train_briefly(unet_for(graphs[0], norm=norm), xs[0][None])
+    with torch.no_grad():
+        expected = []
+        for h, xi in zip(graphs, xs, strict=True):
+            alone = unet_for(h, norm=norm).eval()
+            alone.load_state_dict(reference.state_dict())
+            expected.append(alone(xi))
+        batch = Batch.from_data_list([HierarchyData.from_hierarchy(h, x=xi)
+                                      for h, xi in zip(graphs, xs, strict=True)])
+        torch.testing.assert_close(reference(batch.x, batch), torch.cat(expected),
+                                   rtol=1e-5, atol=1e-6)
+
+
 def test_depth_and_k_are_honoured(hierarchies):
     hierarchy = hierarchies["healpix"]  # 3 levels
     cases = [(None, (4, 5, 6, 7), 3), (None, (4, 5), 2), (2, (4, 5, 6), 2), (1, (4, 5), 1)]
@@ -92,9 +126,13 @@ def test_parameter_count_by_hand(hierarchies):
     expected = 2 * 2 * 4 + 2 * 4 * 5 + 2 * 9 * 4 + 2 * 13 + 4 * 3 + 3
     model = SphericalUNet(hierarchy, 2, 3, channels=(4, 5), K=2)
     assert model.num_parameters == expected == 169
-    # Without batch norm each convolution has a bias instead.
-    model = SphericalUNet(hierarchy, 2, 3, channels=(4, 5), K=2, batch_norm=False)
-    assert model.num_parameters == expected - 2 * 13 + 13
+    # Layer norm has the same per-channel scale and shift; without normalisation each
+    # convolution has a bias instead.
+    assert SphericalUNet(hierarchy, 2, 3, channels=(4, 5), K=2,
+                         norm="layer").num_parameters == expected
+    for norm in ("none", None):
+        model = SphericalUNet(hierarchy, 2, 3, channels=(4, 5), K=2, norm=norm)
+        assert model.num_parameters == expected - 2 * 13 + 13
     # Default configuration on HEALPix nside 32 / 4 levels (depth 3), 1 input, 3 outputs.
     default = (3 * (1 * 16 + 16 * 32 + 32 * 64) + 3 * (48 * 16 + 96 * 32)
                + 2 * (16 + 32 + 64 + 16 + 32) + 16 * 3 + 3)
@@ -129,7 +167,7 @@ def test_repr_and_state_dict(hierarchies):
     model = SphericalUNet(hierarchy, 2, 3, channels=(4, 5), K=2, pool="mean")
     text = repr(model)
     assert text.startswith("SphericalUNet(\n  2, 3, channels=(4, 5), K=2, depth=2, ")
-    for part in ("pool='mean'", "batch_norm=True", f"num_parameters={model.num_parameters}",
+    for part in ("pool='mean'", "norm='batch'", f"num_parameters={model.num_parameters}",
                  "HierarchyBuffers(sampling='points'", "SphereUnpool(mode='nearest')"):
         assert part in text, part
     state = model.state_dict()
@@ -155,6 +193,10 @@ def test_bad_input(hierarchies, nside):
         SphericalUNet(hierarchy, 2, 3, depth=0)
     with pytest.raises(ValueError, match="pool"):
         SphericalUNet(hierarchy, 2, 3, pool="median")
+    with pytest.raises(ValueError, match=r"norm must be one of \['batch', 'layer', 'none'\]"):
+        SphericalUNet(hierarchy, 2, 3, norm="instance")
+    with pytest.raises(ValueError, match="norm='batch'"):
+        SphericalUNet(hierarchy, 2, 3, norm=True)
     model = unet_for(hierarchy)
     with pytest.raises(ValueError, match=f"N={hierarchy.num_nodes[0]}"):
         model(torch.randn(2, 50, 2))
