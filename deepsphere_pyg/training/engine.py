@@ -476,7 +476,18 @@ def train(config: dict[str, Any], folder: str | os.PathLike | None = None, *,
 
             write_run_figures(folder, config, experiment, datasets["test"], task, result,
                               hierarchy[0])
+    _close_process_group()
     return RunResult(folder, config, result)
+
+
+def _close_process_group() -> None:
+    """Wait for rank 0's files, then shut the process group down, so that no process
+    exits while the communication threads still run (which aborts it)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def _best_score(trainer: pl.Trainer) -> float | None:
