@@ -474,8 +474,11 @@ def train(config: dict[str, Any], folder: str | os.PathLike | None = None, *,
         if figures:
             from .figures import write_run_figures
 
-            write_run_figures(folder, config, experiment, datasets["test"], task, result,
-                              hierarchy[0])
+            try:
+                write_run_figures(folder, config, experiment, datasets["test"], task,
+                                  result, hierarchy[0])
+            except ImportError as error:  # matplotlib missing: the run itself is complete
+                warnings.warn(f"figures skipped: {error}", stacklevel=2)
     _close_process_group()
     return RunResult(folder, config, result)
 
