@@ -56,7 +56,10 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"relative error to the clean map: noisy {rms(noisy - clean):.3f} -> "
           f"filtered {rms(denoised - clean):.3f}")
     if args.plot:
-        _plot_maps(args.plot, [clean, noisy, denoised], ["clean", "noisy", "graph-filtered"])
+        from .plots import plot_maps
+
+        plot_maps([clean, noisy, denoised], graph, args.plot,
+                  titles=["clean", "noisy", "graph-filtered"])
         print(f"wrote {args.plot}")
     return 0
 
@@ -69,22 +72,6 @@ def _gaussian_alm(cl: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     real = rng.standard_normal(ell.size)
     imag = np.where(m == 0, 0.0, rng.standard_normal(ell.size))
     return (real + 1j * imag) * scale
-
-
-def _plot_maps(path: str, maps: Sequence[torch.Tensor], titles: Sequence[str]) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as error:
-        raise SystemExit("--plot needs matplotlib: pip install 'deepsphere_pyg[plot]'") from error
-    figure = plt.figure(figsize=(4 * len(maps), 3))
-    for index, (values, title) in enumerate(zip(maps, titles, strict=True)):
-        hp.mollview(values.numpy(), nest=True, title=title, fig=figure.number,
-                    sub=(1, len(maps), index + 1), cbar=False)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, TypeError, FileNotFoundError) as error:
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as error:
         print(f"deepsphere-pyg {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -136,8 +136,9 @@ def base_overrides(args: argparse.Namespace, noise: float) -> list[str]:
 
 def samples(dataset: Any) -> tuple[np.ndarray, np.ndarray]:
     """``[M, N]`` patch pixels and ``[M]`` labels of a data set."""
-    maps = np.stack([dataset[i].x.reshape(-1).numpy() for i in range(len(dataset))])
-    labels = np.array([int(dataset[i].y) for i in range(len(dataset))])
+    read = [dataset[i] for i in range(len(dataset))]
+    maps = np.stack([sample.x.reshape(-1).numpy() for sample in read])
+    labels = np.array([int(sample.y) for sample in read])
     return maps.astype(np.float64), labels
 
 

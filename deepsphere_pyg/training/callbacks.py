@@ -7,6 +7,7 @@ import io
 import json
 import math
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +91,6 @@ class EpochRecord(pl.Callback):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule
                              ) -> None:
-        import time
-
         self._epoch_start = time.perf_counter()
         # The rate the epoch trains with (epoch schedules step before on_train_epoch_end).
         self._epoch_lr = (float(trainer.optimizers[0].param_groups[0]["lr"])
@@ -99,8 +98,6 @@ class EpochRecord(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule
                            ) -> None:
-        import time
-
         if trainer.sanity_checking:
             return
         row: dict[str, float] = {"epoch": int(trainer.current_epoch)}

@@ -224,13 +224,16 @@ def input_transform(data: Mapping[str, Any]) -> Normalize | None:
 
 
 def prepare(config: dict[str, Any]) -> tuple[dict[str, SyntheticSphereDataset], Any]:
-    """Fit the input normalisation if asked (stored into ``config``), then build the
-    data sets with it. Returns ``(datasets, hierarchy)``."""
+    """Build the data sets, fit the input normalisation if asked (stored into ``config``)
+    and attach it to every split. Returns ``(datasets, hierarchy)``."""
+    datasets = build_datasets(config)
     data = config["data"]
     if data["normalize"] and not data["normalization"]:
-        plain = build_datasets(config)
-        data["normalization"] = fit_normalization(plain["train"])
-    datasets = build_datasets(config, input_transform(data))
+        data["normalization"] = fit_normalization(datasets["train"])
+    transform = input_transform(data)
+    for dataset in datasets.values():
+        # Applied when a sample is read: cached samples stay unnormalised, read once.
+        dataset.transform = transform
     try:
         hierarchy = build_hierarchy(datasets["train"], config["model"])
     except (TypeError, ValueError) as error:
@@ -303,6 +306,7 @@ class _DropAdvertising(logging.Filter):
 
 
 def make_trainer(config: Mapping[str, Any], folder: Path, layout: ProcessLayout,
+                 batches_per_epoch: int,
                  callbacks: Iterable[pl.Callback] = ()) -> tuple[pl.Trainer, EpochRecord]:
     """The Lightning trainer: checkpoints, early stopping, progress, the epoch record."""
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
@@ -324,7 +328,7 @@ def make_trainer(config: Mapping[str, Any], folder: Path, layout: ProcessLayout,
         every.append(EarlyStopping(monitor=train["monitor"], mode=mode,
                                    patience=int(train["patience"])))
     if train["progress"]:
-        every.append(TQDMProgressBar(refresh_rate=max(1, _batches_per_epoch(config) // 20)))
+        every.append(TQDMProgressBar(refresh_rate=max(1, batches_per_epoch // 20)))
     every.extend(callbacks)
     accelerator = "gpu" if train["accelerator"] == "cuda" else train["accelerator"]
     settings: dict[str, Any] = {}
@@ -340,11 +344,6 @@ def make_trainer(config: Mapping[str, Any], folder: Path, layout: ProcessLayout,
         gradient_clip_val=train["gradient_clip"], use_distributed_sampler=False,
         log_every_n_steps=1, **settings)
     return trainer, record
-
-
-def _batches_per_epoch(config: Mapping[str, Any]) -> int:
-    samples = config["data"]["train_samples"] or 800
-    return max(1, int(samples) // int(config["train"]["batch_size"]))
 
 
 def default_folder(experiment: str) -> Path:
@@ -442,7 +441,7 @@ def train(config: dict[str, Any], folder: str | os.PathLike | None = None, *,
     if layout.rank == 0:
         configuration.save_yaml(config, folder / "config.yaml")
     loaders = make_loaders(datasets, config["train"], int(config["seed"]), layout)
-    trainer, record = make_trainer(config, folder, layout, callbacks)
+    trainer, record = make_trainer(config, folder, layout, len(loaders["train"]), callbacks)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")

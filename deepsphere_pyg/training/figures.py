@@ -26,30 +26,12 @@ def write_run_figures(folder: Path, config: Mapping[str, Any], experiment: Exper
 
     names = experiment.names_of_classes(config["data"])
     samples = [test_set[index] for index in range(min(NUM_EXAMPLES, len(test_set)))]
-    written = []
+    written = [folder / "examples.png", folder / "learning_curves.png"]
+    plots.plot_maps([_last_channel(sample) for sample in samples], graph, written[0],
+                    titles=[_label(sample, experiment, names) for sample in samples])
+    plots.plot_learning_curves(result["history"], written[1])
 
-    inputs, titles = [], []
-    for sample in samples:
-        inputs.append(sample.x.reshape(sample.x.shape[0], -1)[:, -1].cpu())
-        titles.append(_label(sample, experiment, names))
-    if graph is not None and inputs:
-        path = folder / "examples.png"
-        plots.plot_maps(inputs, graph, path, titles=titles)
-        written.append(path)
-
-    path = folder / "learning_curves.png"
-    plots.plot_learning_curves(result["history"], path)
-    written.append(path)
-
-    if result.get("confusion_matrix") is not None and experiment.task == "classification":
-        path = folder / "confusion_matrix.png"
-        plots.plot_confusion_matrix(torch.tensor(result["confusion_matrix"]).numpy(), path,
-                                    class_names=names or None,
-                                    title=f"test set, accuracy "
-                                          f"{100 * result.get('test_accuracy', 0):.1f} %")
-        written.append(path)
-    elif graph is not None and samples:
-        path = folder / "prediction.png"
+    if experiment.task != "classification":
         sample = samples[0]
         task.eval()
         with torch.no_grad():
@@ -59,16 +41,23 @@ def write_run_figures(folder: Path, config: Mapping[str, Any], experiment: Exper
         else:
             truth = sample.y_node.reshape(sample.y_node.shape[0], -1)[:, 0]
             predicted = output.reshape(output.shape[0], -1)[:, 0]
-        plots.plot_maps([sample.x.reshape(sample.x.shape[0], -1)[:, -1], truth, predicted],
-                        graph, path, titles=["input (last channel)", "target", "prediction"])
-        written.append(path)
-        if result.get("confusion_matrix") is not None:
-            path = folder / "confusion_matrix.png"
-            plots.plot_confusion_matrix(torch.tensor(result["confusion_matrix"]).numpy(),
-                                        path, class_names=names or None,
-                                        title="test set, per node")
-            written.append(path)
+        written.append(folder / "prediction.png")
+        plots.plot_maps([_last_channel(sample), truth, predicted], graph, written[-1],
+                        titles=["input (last channel)", "target", "prediction"])
+
+    if result.get("confusion_matrix") is not None:
+        accuracy = 100 * result.get("test_accuracy", 0.0)
+        scope = "per map" if experiment.task == "classification" else "per node"
+        written.append(folder / "confusion_matrix.png")
+        plots.plot_confusion_matrix(torch.tensor(result["confusion_matrix"]).numpy(),
+                                    written[-1], class_names=names or None,
+                                    title=f"test set ({scope}), accuracy {accuracy:.1f} %")
     return written
+
+
+def _last_channel(sample: Any) -> torch.Tensor:
+    """``[N]``: the last input channel of a sample (the most recent map of a sequence)."""
+    return sample.x.reshape(sample.x.shape[0], -1)[:, -1].cpu()
 
 
 def _label(sample: Any, experiment: Experiment, names: tuple[str, ...]) -> str:

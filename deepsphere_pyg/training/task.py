@@ -25,6 +25,7 @@ import torchmetrics
 from torch import Tensor, nn
 from torch.nn import functional
 
+from .config import fingerprint
 from .experiments import TASKS
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -182,8 +183,6 @@ class SphereTask(pl.LightningModule):
                                                          "interval": "epoch"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        from .config import fingerprint
-
         checkpoint["deepsphere_pyg"] = {"config": self.config,
                                         "fingerprint": fingerprint(self.config),
                                         "task": self.task, "num_classes": self.num_classes,
