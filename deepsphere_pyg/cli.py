@@ -11,6 +11,7 @@ import healpy as hp
 import numpy as np
 import torch
 
+from .data.spectra import gaussian_alm
 from .graph_command import add_parser as add_graph_parser
 from .graphs import harmonic_scale, healpix_graph
 from .graphs.chebyshev import chebyshev_filter
@@ -34,7 +35,7 @@ def _demo(args: argparse.Namespace) -> int:
     lmax = args.nside
     ells = np.arange(lmax + 1)
     cl = 1.0 / (ells + 1.0) ** 2
-    clean_ring = hp.alm2map(_gaussian_alm(cl, rng), args.nside, lmax=lmax)
+    clean_ring = hp.alm2map(gaussian_alm(cl, rng), args.nside, lmax=lmax)
     clean = torch.from_numpy(hp.reorder(clean_ring, r2n=True)).float()
     noise = torch.from_numpy(rng.standard_normal(clean.shape[0])).float()
     noisy = clean + args.noise * clean.std() * noise
@@ -62,16 +63,6 @@ def _demo(args: argparse.Namespace) -> int:
                   titles=["clean", "noisy", "graph-filtered"])
         print(f"wrote {args.plot}")
     return 0
-
-
-def _gaussian_alm(cl: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Harmonic coefficients of a Gaussian random field with power spectrum ``cl``."""
-    lmax = cl.size - 1
-    ell, m = hp.Alm.getlm(lmax)
-    scale = np.sqrt(cl[ell] / np.where(m == 0, 1.0, 2.0))
-    real = rng.standard_normal(ell.size)
-    imag = np.where(m == 0, 0.0, rng.standard_normal(ell.size))
-    return (real + 1j * imag) * scale
 
 
 def build_parser() -> argparse.ArgumentParser:

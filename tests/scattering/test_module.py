@@ -32,15 +32,9 @@ def harmonic(hierarchy):
     return SphericalScattering(hierarchy, J0=2, backend="harmonic")
 
 
-def _backend(name):
-    if name == "graph":
-        pytest.importorskip("deepsphere_pyg.scattering.graph_backend")
-    return name
-
-
 @pytest.mark.parametrize("backend", ["harmonic", "graph"])
 def test_shapes_and_channel_layout(hierarchy, backend):
-    scattering = SphericalScattering(hierarchy, J0=2, depth=2, backend=_backend(backend))
+    scattering = SphericalScattering(hierarchy, J0=2, depth=2, backend=backend)
     n = scattering.J - scattering.J0 + 1
     assert scattering.L == 3 * NSIDE and scattering.J == math.ceil(math.log2(3 * NSIDE))
     assert scattering.num_paths == 1 + n + n * (n - 1) // 2
