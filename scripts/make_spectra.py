@@ -11,7 +11,8 @@ degenerate along :math:`\sigma_8 \Omega_m^{0.5}`): model 0 has
 largest :math:`|C^{(2)}_\ell / C^{(0)}_\ell - 1|` over :math:`100 \le \ell \le 1500`,
 every 25th multipole) so that the pair (0, 2) is degenerate in that band (0.9038,
 1.3 %); all share :math:`h = 0.7`, :math:`\Omega_b = 0.05`, :math:`n_s = 0.96`, massless
-neutrinos, and a single source plane at :math:`z_s = 0.8` (DeepSphere v1). The spectrum is the Limber integral of the
+neutrinos, and a single source plane at :math:`z_s = 0.8` (DeepSphere v1).
+The spectrum is the Limber integral of the
 non-linear matter power spectrum (CAMB, halofit "takahashi"),
 
 .. math::
@@ -28,7 +29,8 @@ The lognormal shift of each model is the ray-tracing calibration of Hilbert, Har
 Schneider (2011, A&A 536, A85), :math:`\kappa_0(z_s) = 0.008 z_s + 0.029 z_s^2 - 0.0079
 z_s^3 + 0.00065 z_s^4` for the Millennium cosmology, scaled by
 :math:`\kappa_\mathrm{empty}(\Omega_m) / \kappa_\mathrm{empty}^\mathrm{Mill}` (the
-empty-beam convergence is about 1.8 times the calibrated shift). The amplitude :math:`A_s` is set so that the linear
+empty-beam convergence is about 1.8 times the calibrated shift).
+The amplitude :math:`A_s` is set so that the linear
 :math:`\sigma_8` at :math:`z = 0` is the target.
 
 **CMB temperature**: lensed :math:`C_\ell^{TT}` in :math:`\mu K^2` of the Planck 2018

@@ -41,7 +41,8 @@ window :func:`~deepsphere_pyg.data.spectra.pixel_window`) (:attr:`CosmologyMaps.
   + 0.00065 z_s^4` (0.0212 at :math:`z_s = 0.8`), scaled to each cosmology by the ratio
   of its empty-beam convergence to the Millennium one, :math:`\lambda = \kappa_0(z_s)\,
   \kappa_\mathrm{empty}(\Omega_m, z_s) / \kappa_\mathrm{empty}^\mathrm{Mill}(z_s)`
-  (0.0246 for :math:`\Omega_m = 0.31`, 0.0218 for 0.26), :math:`g` a Gaussian field whose spectrum :math:`C^g_\ell` makes the
+  (0.0246 for :math:`\Omega_m = 0.31`, 0.0218 for 0.26), :math:`g` a Gaussian field whose spectrum
+  :math:`C^g_\ell` makes the
   spectrum of :math:`\kappa` equal to :math:`\hat C_\ell`: it follows from the correlation
   functions, :math:`\xi_g = \ln(1 + \hat\xi / \lambda^2)`
   (:func:`~deepsphere_pyg.data.spectra.lognormal_gaussian_cl`, Legendre sums on
