@@ -199,11 +199,12 @@ register(Experiment(
 
 register(Experiment(
     name="cmb",
-    description="Gaussian vs non-Gaussian (local f_NL) CMB temperature maps, full sky "
-                "HEALPix nside 32, DeepSphere statistic head",
+    description="Gaussian vs power-modulated CMB temperature maps (same spectrum, "
+                "one-point statistics near chance), full sky HEALPix nside 32, DeepSphere "
+                "statistic head",
     dataset=CMBMaps, task="classification",
     data={"nside": 32, "normalize": True},
-    # Mean pooling: the class signal is a weak one-point statistic that max pooling blurs.
+    # Mean pooling keeps the local small-scale power (the class signal) as a local average.
     model={"name": "deepsphere", "hierarchy_levels": 3, "channels": [16, 32, 64], "K": 5,
            "pool": "mean", "head": "statistic", "statistic": "meanvar"},
     train={"epochs": 10, "batch_size": 16, "lr": 1e-3},
