@@ -4,14 +4,16 @@ The file is written by ``scripts/make_spectra.py`` (CAMB; see that script for th
 physics). It holds, for :math:`\ell = 0 \dots 3072` (:math:`3 \times 1024`, the band limit
 of HEALPix maps up to nside 1024), with :math:`C_0 = C_1 = 0`:
 
-* ``kappa_cl`` ``[2, 3073]``: weak-lensing convergence spectra :math:`C_\ell^\kappa`
-  (dimensionless) of two flat LCDM cosmologies, model 0
-  :math:`(\Omega_m, \sigma_8) = (0.31, 0.82)` and model 1 :math:`(0.26, 0.91)`
-  (DeepSphere v1), single source plane at :math:`z_s = 1`, Limber integral of the
-  non-linear (halofit) matter power spectrum. Model 1 over model 0 is 0.99-1.045 at
-  :math:`100 \le \ell \le 3000` and 1.18-1.40 at :math:`\ell < 30`.
-* ``kappa_shift`` ``[2]``: :math:`|\kappa_\mathrm{empty}|`, the convergence of an empty
-  beam (the minimum convergence), used as the shift of lognormal fields.
+* ``kappa_cl`` ``[3, 3073]``: weak-lensing convergence spectra :math:`C_\ell^\kappa`
+  (dimensionless) of three flat LCDM cosmologies (``kappa_models`` ``[3, 2]``, rows
+  :math:`(\Omega_m, \sigma_8)`): model 0 :math:`(0.31, 0.82)` and model 1
+  :math:`(0.26, 0.91)` (the DeepSphere v1 pair), and model 2 :math:`(0.26, \sigma_8^*)`,
+  :math:`\sigma_8^*` tuned by the script so that model 2 matches model 0 within 3 % over
+  :math:`100 \le \ell \le 1500`. Single source plane at :math:`z_s = 0.8` (DeepSphere
+  v1), Limber integral of the non-linear (halofit) matter power spectrum.
+* ``kappa_shift`` ``[3]``: the lognormal shift of each model, the ray-tracing calibration
+  of Hilbert, Hartlap & Schneider (2011) scaled to the model's empty-beam convergence
+  (``scripts/make_spectra.py``).
 * ``cmb_tt`` ``[3073]``: lensed CMB temperature spectrum :math:`C_\ell^{TT}` in
   :math:`\mu K^2`, Planck 2018 best-fit LCDM.
 
@@ -43,6 +45,7 @@ from ..openmp import single_threaded_openmp
 
 __all__ = [
     "Spectra",
+    "beam_window",
     "cl_from_correlation",
     "correlation_from_cl",
     "gaussian_alm",
@@ -51,6 +54,7 @@ __all__ = [
     "load_spectra",
     "lognormal_gaussian_cl",
     "pixel_window",
+    "product_field_cl",
     "squared_field_cl",
 ]
 
@@ -67,14 +71,16 @@ class Spectra:
 
     Attributes:
         ell: ``[L + 1]`` multipoles :math:`0 \dots L`, :math:`L = 3072`.
-        kappa_cl: ``[2, L + 1]`` convergence spectra of models 0 and 1.
-        kappa_shift: ``[2]`` lognormal shifts :math:`|\kappa_\mathrm{empty}|`.
+        kappa_cl: ``[M, L + 1]`` convergence spectra of the models.
+        kappa_models: ``[M, 2]`` :math:`(\Omega_m, \sigma_8)` of each model.
+        kappa_shift: ``[M]`` lognormal shifts.
         cmb_tt: ``[L + 1]`` CMB temperature spectrum in :math:`\mu K^2`.
         metadata: parameters, CAMB version and method (decoded JSON).
     """
 
     ell: np.ndarray
     kappa_cl: np.ndarray
+    kappa_models: np.ndarray
     kappa_shift: np.ndarray
     cmb_tt: np.ndarray
     metadata: dict[str, Any] = field(repr=False)
@@ -113,6 +119,7 @@ def load_spectra() -> Spectra:
         return Spectra(
             ell=ell,
             kappa_cl=_read_only(data["kappa_cl"]),
+            kappa_models=_read_only(data["kappa_models"]),
             kappa_shift=_read_only(data["kappa_shift"]),
             cmb_tt=_read_only(data["cmb_tt"]),
             metadata=json.loads(str(data["metadata"])),
@@ -135,15 +142,23 @@ def pixel_window(nside: int) -> np.ndarray:
     return hp.gauss_beam(hp.nside2resol(int(nside)), lmax=lmax)
 
 
-def _target_cl(cl: np.ndarray, nside: int) -> np.ndarray:
+def beam_window(fwhm_arcmin: float, lmax: int) -> np.ndarray:
+    r"""Gaussian beam :math:`b_\ell = e^{-\ell(\ell+1)\sigma^2/2}` of full width at half
+    maximum ``fwhm_arcmin``, :math:`\sigma = \mathrm{FWHM} / \sqrt{8 \ln 2}`, ``[lmax + 1]``."""
+    return hp.gauss_beam(np.radians(float(fwhm_arcmin) / 60.0), lmax=int(lmax))
+
+
+def _target_cl(cl: np.ndarray, nside: int, smoothing: float | None = None) -> np.ndarray:
     r"""Spectrum of the generated maps at ``nside``: :math:`C_\ell b_\ell^2`, ``[..., 3 nside]``.
 
     ``cl`` ``[..., L + 1]`` (a shipped spectrum) is cut at the band limit
-    :math:`3 n_\mathrm{side} - 1` and smoothed by :func:`pixel_window`; ``nside`` is
+    :math:`3 n_\mathrm{side} - 1` and smoothed by :func:`pixel_window` (``smoothing=None``)
+    or by a Gaussian beam of ``smoothing`` arcmin FWHM (:func:`beam_window`); ``nside`` is
     checked (a power of two <= :data:`MAX_NSIDE`).
     """
     nside = _check_nside(nside)
-    return cl[..., : 3 * nside] * pixel_window(nside) ** 2
+    window = pixel_window(nside) if smoothing is None else beam_window(smoothing, 3 * nside - 1)
+    return cl[..., : 3 * nside] * window**2
 
 
 @functools.lru_cache(maxsize=8)
@@ -274,6 +289,26 @@ def squared_field_cl(cl: np.ndarray, lmax: int | None = None) -> np.ndarray:
     nodes, weights = legendre_nodes(_quadrature_size(max(lmax, cl.size - 1)))
     xi = correlation_from_cl(cl, nodes)
     return cl_from_correlation(2.0 * xi**2, lmax, nodes, weights)
+
+
+def product_field_cl(cl_a: np.ndarray, cl_b: np.ndarray, lmax: int) -> np.ndarray:
+    r"""Spectrum of :math:`a\,b`, :math:`a, b` independent isotropic fields (spectra given).
+
+    The correlation function of the product is :math:`\xi_a(x)\,\xi_b(x)`, so
+    :math:`C^{ab}_\ell = 2\pi \int \xi_a \xi_b P_\ell\, dx` (Gauss-Legendre, exact for
+    :math:`\ell_\max \le 2(L + 1) - L_a - L_b - 1`).
+
+    Args:
+        cl_a, cl_b: ``[L_a + 1]``, ``[L_b + 1]`` spectra (``C_0`` included).
+        lmax: largest multipole returned.
+
+    Returns:
+        ``[lmax + 1]`` spectrum.
+    """
+    size = max(int(lmax), len(cl_a) - 1, len(cl_b) - 1) + len(cl_b)
+    nodes, weights = legendre_nodes(_quadrature_size(size))
+    xi = correlation_from_cl(cl_a, nodes) * correlation_from_cl(cl_b, nodes)
+    return cl_from_correlation(xi, lmax, nodes, weights)
 
 
 def gaussian_alm(cl: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -8,7 +8,7 @@ import scipy.stats
 import torch
 from torch_geometric.loader import DataLoader
 
-from deepsphere_pyg.data.cosmology import CosmologyMaps, convergence_cl
+from deepsphere_pyg.data.cosmology import CLASS_CHOICES, CosmologyMaps, convergence_cl
 from deepsphere_pyg.data.spectra import (
     cl_from_correlation,
     correlation_from_cl,
@@ -38,24 +38,45 @@ def _spectrum(x: torch.Tensor, nside: int) -> np.ndarray:
 def test_shipped_spectra_contents():
     spectra = load_spectra()
     assert spectra.lmax == 3072
-    assert spectra.kappa_cl.shape == (2, 3073) and spectra.cmb_tt.shape == (3073,)
+    assert spectra.kappa_cl.shape == (3, 3073) and spectra.cmb_tt.shape == (3073,)
     assert np.all(spectra.kappa_cl[:, :2] == 0) and np.all(spectra.kappa_cl[:, 2:] > 0)
     assert not spectra.kappa_cl.flags.writeable
     assert "camb_version" in spectra.metadata
     models = spectra.metadata["kappa"]["models"]
-    assert [(m["omega_m"], m["sigma_8"]) for m in models] == [(0.31, 0.82), (0.26, 0.91)]
+    assert [(m["omega_m"], m["sigma_8"]) for m in models][:2] == [(0.31, 0.82), (0.26, 0.91)]
+    np.testing.assert_allclose(spectra.kappa_models,
+                               [[m["omega_m"], m["sigma_8"]] for m in models])
+    assert all(m["z_source"] == 0.8 for m in models)
     # Planck: first acoustic peak D_220 = l(l+1) C_l / 2 pi about 5700 muK^2.
     d220 = 220 * 221 * spectra.cmb_tt[220] / (2 * np.pi)
     assert 5400 < d220 < 6000
-    # Convergence at z_s = 1: l(l+1) C_l / 2 pi of order 1e-5 at l = 100, 1e-4 at 1000.
+    # Convergence at z_s = 0.8: l(l+1) C_l / 2 pi of order 1e-5 at l = 100, 1e-4 at 1000.
     d = np.arange(3073) * np.arange(1, 3074) * spectra.kappa_cl / (2 * np.pi)
-    assert np.all((5e-6 < d[:, 100]) & (d[:, 100] < 5e-5))
-    assert np.all((3e-5 < d[:, 1000]) & (d[:, 1000] < 3e-4))
-    # The two models are nearly degenerate on small scales.
+    assert np.all((3e-6 < d[:, 100]) & (d[:, 100] < 5e-5))
+    assert np.all((2e-5 < d[:, 1000]) & (d[:, 1000] < 3e-4))
+    # The published pair is nearly degenerate on small scales.
     ratio = spectra.kappa_cl[1, 100:3000] / spectra.kappa_cl[0, 100:3000]
     assert np.all(np.abs(ratio - 1) < 0.06)
-    # Empty-beam convergence at z_s = 1: a few per cent.
-    assert np.all((0.03 < spectra.kappa_shift) & (spectra.kappa_shift < 0.1))
+    # Hilbert et al. (2011) shift at z_s = 0.8, 0.0212 for the Millennium cosmology,
+    # scaled by the empty-beam convergence: about 0.02 for these cosmologies.
+    assert np.all((0.015 < spectra.kappa_shift) & (spectra.kappa_shift < 0.03))
+
+
+def test_degenerate_classes_share_the_spectrum_over_the_signal_band():
+    degenerate = convergence_cl(512)[:, 100:1501]
+    assert np.all(np.abs(degenerate[1] / degenerate[0] - 1) < 0.03)
+    paper = convergence_cl(512, "paper")
+    np.testing.assert_array_equal(paper[0], convergence_cl(512)[0])
+    assert not np.array_equal(paper[1], convergence_cl(512)[1])
+    # Below l = 100 the models differ (the patches see little of it).
+    low = convergence_cl(512)[:, 2:30]
+    assert np.max(low[1] / low[0]) > 1.1
+    # 3-arcmin smoothing: b_l^2 = exp(-l (l + 1) sigma^2).
+    sigma = np.radians(3 / 60) / np.sqrt(8 * np.log(2))
+    ell = np.arange(1536)
+    np.testing.assert_allclose(convergence_cl(512)[0],
+                               load_spectra().kappa_cl[0, :1536]
+                               * np.exp(-ell * (ell + 1) * sigma**2), rtol=1e-6)
 
 
 def test_correlation_from_cl_matches_legendre_sum():
@@ -109,9 +130,15 @@ def test_gaussian_alm_variance_and_determinism():
                                   gaussian_alm(cl, np.random.default_rng(5)))
 
 
+def _maps(**kwargs):
+    """Full-sky maps smoothed at the pixel scale, mean kept (the regime of most tests)."""
+    kwargs = {"order": None, "smoothing": None, "subtract_mean": False, **kwargs}
+    return CosmologyMaps(**kwargs)
+
+
 # --------------------------------------------------------------------- data set
 def test_samples_shapes_labels_and_batching():
-    data = CosmologyMaps(num_samples=6, nside=16)
+    data = _maps(num_samples=6, nside=16)
     samples = [data[i] for i in range(len(data))]
     assert all(s.x.shape == (3072, 1) and s.x.dtype == torch.float32 for s in samples)
     assert [int(s.y) for s in samples] == [0, 1, 0, 1, 0, 1]
@@ -122,18 +149,18 @@ def test_samples_shapes_labels_and_batching():
 
 
 def test_determinism_and_splits():
-    a = CosmologyMaps(num_samples=4, nside=16, seed=3)
-    b = CosmologyMaps(num_samples=4, nside=16, seed=3)
+    a = _maps(num_samples=4, nside=16, seed=3)
+    b = _maps(num_samples=4, nside=16, seed=3)
     assert torch.equal(a[3].x, b[3].x) and torch.equal(a[0].x, b[0].x)  # any access order
     assert not torch.equal(a[0].x, a[2].x)  # two maps of the same label
-    val = CosmologyMaps("val", num_samples=4, nside=16, seed=3)
-    other = CosmologyMaps(num_samples=4, nside=16, seed=4)
+    val = _maps(split="val", num_samples=4, nside=16, seed=3)
+    other = _maps(num_samples=4, nside=16, seed=4)
     assert not torch.equal(a[0].x, val[0].x) and not torch.equal(a[0].x, other[0].x)
 
 
 def test_partial_sky_patches_and_hierarchy():
     nside, order = 16, 2
-    data = CosmologyMaps(num_samples=8, nside=nside, order=order)
+    data = _maps(num_samples=8, nside=nside, order=order)
     npatch = 12 * nside**2 // (12 * order**2)
     assert data.patch_size == npatch == 64
     samples = [data[i] for i in range(8)]
@@ -150,24 +177,40 @@ def test_partial_sky_patches_and_hierarchy():
     pos = np.stack(hp.pix2vec(nside, np.arange(64), nest=True), axis=1)
     np.testing.assert_allclose(hierarchy[0].pos.numpy(), pos, atol=1e-6)
 
-    one = CosmologyMaps(num_samples=2, nside=nside, order=order, patches=5)
+    one = _maps(num_samples=2, nside=nside, order=order, patches=5)
     assert int(one[0].patch) == 5 and int(one[1].patch) == 5
     assert torch.equal(one.hierarchy(1)[0].pixels, torch.arange(5 * 64, 6 * 64))
     np.testing.assert_allclose(one[0].x[:, 0].numpy(), one.full_map(0, 0)[5 * 64:6 * 64],
                                rtol=1e-6)
-    assert CosmologyMaps(nside=16).hierarchy(2).num_nodes == [3072, 768]
+    assert _maps(nside=16).hierarchy(2).num_nodes == [3072, 768]
+
+
+@pytest.mark.slow
+def test_default_patches_are_deterministic_and_mean_free():
+    data = CosmologyMaps(num_samples=6, seed=1)
+    assert (data.nside, data.order, data.patch_size) == (512, 4, 16384)
+    sample = data[5]
+    assert sample.x.shape == (16384, 1) and int(sample.y) == 1 and int(sample.patch) == 2
+    assert abs(float(sample.x.double().mean())) < 1e-6 * float(sample.x.double().std())
+    again = CosmologyMaps(num_samples=6, seed=1)
+    assert torch.equal(again[5].x, sample.x)
+    assert not torch.equal(CosmologyMaps("val", num_samples=6, seed=1)[5].x, sample.x)
+    assert not torch.equal(CosmologyMaps(num_samples=6, seed=2)[5].x, sample.x)
+    paper = CosmologyMaps(num_samples=6, seed=1, classes="paper")
+    assert torch.equal(paper[4].x, data[4].x)  # label 0 is the same model in both
+    assert not torch.equal(paper[5].x, sample.x)
 
 
 def test_neighbour_graph_of_every_patch_has_the_same_edges():
-    data = CosmologyMaps(num_samples=2, nside=16, order=1)
+    data = _maps(num_samples=2, nside=16, order=1)
     edges = [data.hierarchy(1, patch=p, kernel="v1")[0].edge_index for p in (0, 5, 11)]
     assert torch.equal(edges[0], edges[1]) and torch.equal(edges[0], edges[2])
 
 
 def test_cache_fills_every_patch_of_a_map():
-    cached = CosmologyMaps(num_samples=10, nside=16, order=1, patches=[0, 3, 7], noise=0.5,
+    cached = _maps(num_samples=10, nside=16, order=1, patches=[0, 3, 7], noise=0.5,
                            cache=True)
-    plain = CosmologyMaps(num_samples=10, nside=16, order=1, patches=[0, 3, 7], noise=0.5)
+    plain = _maps(num_samples=10, nside=16, order=1, patches=[0, 3, 7], noise=0.5)
     first = cached[2]
     assert set(cached._cache) == {0, 2, 4}
     assert torch.equal(first.x, plain[2].x)
@@ -177,25 +220,26 @@ def test_cache_fills_every_patch_of_a_map():
 
 def test_noise_level_is_honoured():
     nside, noise = 16, 1.5
-    clean = CosmologyMaps(num_samples=6, nside=nside)
-    noisy = CosmologyMaps(num_samples=6, nside=nside, noise=noise)
+    clean = _maps(num_samples=6, nside=nside)
+    noisy = _maps(num_samples=6, nside=nside, noise=noise)
     assert noisy.noise_std == pytest.approx(noise * clean.pixel_std)
     assert noisy.noise_cl == pytest.approx(noisy.noise_std**2 * 4 * np.pi / (12 * nside**2))
     diff = torch.cat([noisy[i].x - clean[i].x for i in range(6)]).double()
     assert abs(float(diff.std()) / noisy.noise_std - 1) < 0.03
     assert abs(float(diff.mean())) < 0.05 * noisy.noise_std
     # pixel_std is the standard deviation of the noiseless maps.
-    many = CosmologyMaps(num_samples=40, nside=nside, lognormal=False)
+    many = _maps(num_samples=40, nside=nside, lognormal=False)
     empirical = float(torch.cat([many[i].x for i in range(40)]).double().std())
     assert abs(empirical / many.pixel_std - 1) < 0.1
 
 
-@pytest.mark.parametrize("lognormal", [False, True])
-def test_mean_spectrum_matches_target(lognormal):
+@pytest.mark.parametrize("lognormal, smoothing", [(False, None), (True, None), (True, 3.0)])
+def test_mean_spectrum_matches_target(lognormal, smoothing):
     nside, count = 32, 40
-    data = CosmologyMaps(num_samples=2 * count, nside=nside, lognormal=lognormal, seed=1)
+    data = _maps(num_samples=2 * count, nside=nside, lognormal=lognormal, seed=1,
+                 smoothing=smoothing)
     spectra = np.stack([_spectrum(data[i].x, nside) for i in range(2 * count)])
-    target = convergence_cl(nside)
+    target = convergence_cl(nside, smoothing=smoothing)
     np.testing.assert_allclose(data.cl, target)
     for label in (0, 1):
         own = spectra[label::2]
@@ -211,7 +255,7 @@ def test_strongly_non_gaussian_lognormal_maps_keep_the_target_spectrum():
     # the Gaussian spectrum gives 5-10 % too much power here.
     nside, count = 32, 100
     lmax = 3 * nside - 1
-    target = convergence_cl(nside)[0]
+    target = convergence_cl(nside, smoothing=None)[0]
     shift = 2 * np.sqrt(correlation_from_cl(target, 1.0))
     gaussian, _ = lognormal_gaussian_cl(target, shift)
     variance = correlation_from_cl(gaussian, 1.0)
@@ -227,14 +271,14 @@ def test_strongly_non_gaussian_lognormal_maps_keep_the_target_spectrum():
 
 def test_lognormal_maps_are_shifted_lognormal():
     nside = 32
-    data = CosmologyMaps(num_samples=20, nside=nside, seed=2)
-    shifts = load_spectra().kappa_shift
+    data = _maps(num_samples=20, nside=nside, seed=2)
+    shifts = load_spectra().kappa_shift[list(CLASS_CHOICES["degenerate"])]
     skews = []
     for i in range(20):
         x = data[i].x[:, 0].double().numpy()
         assert x.min() > -shifts[i % 2]
         skews.append(scipy.stats.skew(x))
-    gaussian = CosmologyMaps(num_samples=20, nside=nside, seed=2, lognormal=False)
+    gaussian = _maps(num_samples=20, nside=nside, seed=2, lognormal=False)
     gaussian_skews = [scipy.stats.skew(gaussian[i].x[:, 0].double().numpy()) for i in range(20)]
     # Skewness of a shifted lognormal field: 3 s + s^3 with s = sigma / shift.
     s = data.pixel_std / shifts.mean()
@@ -254,7 +298,8 @@ def test_pixel_window_is_pixel_scale_gaussian():
 def test_repr():
     data = CosmologyMaps(num_samples=4, nside=16, order=2, patches=[1, 2], noise=0.5)
     assert repr(data) == ("CosmologyMaps(split='train', num_samples=4, seed=0, nside=16, "
-                          "order=2, patches=[1, 2], noise=0.5, lognormal=True)")
+                          "order=2, patches=[1, 2], noise=0.5, lognormal=True, "
+                          "classes='degenerate', smoothing=3.0, subtract_mean=True)")
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
@@ -266,11 +311,15 @@ def test_repr():
     ({"nside": 16, "noise": float("nan")}, ValueError, "noise"),
     ({"nside": 16, "split": "training"}, ValueError, "split"),
     ({"nside": 16, "order": 1, "patches": 12}, ValueError, r"\[0, 11\]"),
-    ({"nside": 16, "patches": 0}, ValueError, "patches needs order"),
+    ({"nside": 16, "order": None, "patches": 0}, ValueError, "patches needs order"),
+    ({"nside": 16, "classes": "same"}, ValueError, "classes must be one of"),
+    ({"nside": 16, "smoothing": -1.0}, ValueError, "smoothing"),
+    ({"nside": 16, "smoothing": "3"}, TypeError, "smoothing"),
+    ({"nside": 16, "subtract_mean": 1}, TypeError, "subtract_mean"),
     ({"nside": 16, "lognormal": "yes"}, TypeError, "lognormal"),
 ])
 def test_bad_input(kwargs, error, match):
     with pytest.raises(error, match=match):
         CosmologyMaps(**kwargs)
     with pytest.raises(ValueError, match="order is None"):
-        CosmologyMaps(nside=16).hierarchy(2, patch=0)
+        _maps(nside=16).hierarchy(2, patch=0)
