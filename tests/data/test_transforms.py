@@ -152,7 +152,7 @@ def test_rotation_bad_input():
     with pytest.raises(ValueError, match="y_node"):
         rotation(_signal(np.ones(NPIX), y_node=torch.zeros(NPIX)))
     # A convergence map in RING order given to a NEST transform (and the reverse).
-    nest_map = CosmologyMaps(num_samples=1, nside=NSIDE)[0].x[:, 0].double().numpy()
+    nest_map = CosmologyMaps(num_samples=1, nside=NSIDE, order=None, smoothing=None)[0].x[:, 0].double().numpy()
     ring_map = hp.reorder(nest_map, n2r=True)
     with pytest.raises(ValueError, match="RING-ordered map given as NEST"):
         rotation(_signal(ring_map))
@@ -294,8 +294,8 @@ def test_reprs():
 def test_transforms_in_a_data_set_and_loader():
     transform = Compose([RandomRotation(NSIDE, seed=0, exact=True), AddNoise(0.1, seed=0),
                          Standardize()])
-    data = CosmologyMaps(num_samples=4, nside=NSIDE, transform=transform)
+    data = CosmologyMaps(num_samples=4, nside=NSIDE, order=None, transform=transform)
     batch = next(iter(DataLoader(data, batch_size=4)))
     assert batch.x.shape == (4, NPIX, 1) and batch.x.dtype == torch.float32
     np.testing.assert_allclose(batch.x.double().std(dim=1, unbiased=False).numpy(), 1.0, atol=1e-5)
-    assert not torch.equal(data[0].x, CosmologyMaps(num_samples=4, nside=NSIDE)[0].x)
+    assert not torch.equal(data[0].x, CosmologyMaps(num_samples=4, nside=NSIDE, order=None)[0].x)
