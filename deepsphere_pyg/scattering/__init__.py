@@ -7,9 +7,11 @@ name: ``"harmonic"`` (:class:`HarmonicBackend`, exact healpy transforms, full-sk
 or ``"graph"`` (``GraphBackend`` in :mod:`deepsphere_pyg.scattering.graph_backend`,
 Chebyshev graph filters, any sampling; imported when first used).
 
-:func:`precompute` runs a transform over a whole data set into an on-disk
-:class:`CoefficientStore` (zarr, one chunk per map, resumable, split over ranks);
-:class:`CachedCoefficients` reads it back as a ``Dataset``.
+:func:`precompute_scattering` runs a scattering module over a whole data set into an
+on-disk :class:`CoefficientStore` (zarr, one chunk per map, resumable, split over ranks);
+:class:`CachedCoefficients` reads it back as a ``Dataset``. The machinery serves any fixed
+transform and lives in :mod:`deepsphere_pyg.precompute`; :func:`precompute`,
+:class:`CoefficientStore` and :class:`CachedCoefficients` are re-exported here.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from .backend import ScatteringBackend
-from .cache import CachedCoefficients, CoefficientStore, precompute
+from .cache import CachedCoefficients, CoefficientStore, precompute, precompute_scattering
 from .filters import FilterBank, ScatteringPath, scattering_paths
 from .harmonic import HarmonicBackend
 from .module import SphericalScattering, hierarchy_fingerprint
@@ -34,6 +36,7 @@ __all__ = [
     "SphericalScattering",
     "hierarchy_fingerprint",
     "precompute",
+    "precompute_scattering",
     "scattering_paths",
 ]
 

@@ -5,7 +5,7 @@ read memory-mapped, one map at a time, ordering given by ``--ordering``) or from
 FITS files (ordering from their headers), through
 :class:`~deepsphere_pyg.data.HealpixFileDataset` (converted to NEST; wrong sizes, NaN /
 UNSEEN values and detectably wrong orderings are refused). The output is a
-:class:`~deepsphere_pyg.scattering.cache.CoefficientStore`: re-running the command resumes
+:class:`~deepsphere_pyg.precompute.CoefficientStore`: re-running the command resumes
 an interrupted run, and a different configuration is refused unless ``--overwrite``.
 Under ``torchrun`` every process computes its share of the maps.
 """
@@ -17,7 +17,7 @@ import math
 
 from ..data.files import HealpixFileDataset
 from ..graphs import SphereHierarchy
-from .cache import precompute
+from .cache import precompute_scattering
 from .module import SphericalScattering
 
 
@@ -63,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
     num_out, channels = scattering.out_shape(maps.num_channels)
     print(f"{len(maps)} map(s) at nside {maps.nside} -> {num_out} nodes x {channels} "
           f"coefficients ({scattering.num_paths} paths); {scattering!r}")
-    store = precompute(scattering, maps, args.output, batch_size=args.batch_size,
-                       num_workers=args.workers, overwrite=args.overwrite)
+    store = precompute_scattering(scattering, maps, args.output, batch_size=args.batch_size,
+                                  num_workers=args.workers, overwrite=args.overwrite)
     print(f"{store.num_done}/{store.num_maps} maps done in {args.output} "
           f"(config {store.config_hash[:12]})")
     return 0

@@ -40,6 +40,7 @@ from torch_geometric.loader import DataLoader
 from ..data.base import SyntheticSphereDataset
 from ..data.transforms import Normalize
 from ..io import write_text_atomic
+from ..precompute.sharding import ProcessLayout, read_environment
 from . import config as configuration
 from .callbacks import EpochRecord, RandomState
 from .experiments import (
@@ -64,30 +65,6 @@ class RunResult:
     folder: Path
     config: dict[str, Any]
     metrics: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ProcessLayout:
-    """This process's place in a (possibly distributed) run."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_world_size: int = 1
-
-    @classmethod
-    def from_environment(cls) -> ProcessLayout:
-        """Read torchrun's variables (one process when they are absent)."""
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        local = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
-        rank = int(os.environ.get("RANK", "0"))
-        if world < 1 or local < 1 or world % local:
-            raise ValueError(f"WORLD_SIZE={world} is not a multiple of "
-                             f"LOCAL_WORLD_SIZE={local}: start the run with torchrun")
-        return cls(rank, world, local)
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
 
 
 def resolve_config(experiment: str | None = None, config_files: Sequence[str] = (),
@@ -423,7 +400,7 @@ def train(config: dict[str, Any], folder: str | os.PathLike | None = None, *,
         ValueError / FileNotFoundError: bad configuration, an occupied folder without
             ``resume``, a checkpoint of another configuration.
     """
-    layout = ProcessLayout.from_environment()
+    layout = read_environment()
     folder = Path(folder) if folder is not None else default_folder(config["experiment"])
     checkpoint_path = None
     if resume:
