@@ -152,7 +152,8 @@ def test_rotation_bad_input():
     with pytest.raises(ValueError, match="y_node"):
         rotation(_signal(np.ones(NPIX), y_node=torch.zeros(NPIX)))
     # A convergence map in RING order given to a NEST transform (and the reverse).
-    nest_map = CosmologyMaps(num_samples=1, nside=NSIDE, order=None, smoothing=None)[0].x[:, 0].double().numpy()
+    full_sky = CosmologyMaps(num_samples=1, nside=NSIDE, order=None, smoothing=None)
+    nest_map = full_sky[0].x[:, 0].double().numpy()
     ring_map = hp.reorder(nest_map, n2r=True)
     with pytest.raises(ValueError, match="RING-ordered map given as NEST"):
         rotation(_signal(ring_map))
