@@ -5,12 +5,15 @@
 - :class:`SphericalUNet`: encoder-decoder with skip connections, per-node outputs.
 - :class:`ScatteringDeepSphere`: DeepSphere layers on (cached) scattering coefficients.
 
-Every model holds its :class:`~deepsphere_pyg.graphs.SphereHierarchy` as non-persistent
-buffers, takes ``[B, N, F]`` batches on that shared graph, and disjoint batches of
-per-sample graphs (:class:`~deepsphere_pyg.graphs.HierarchyData`).
+Every model is a :class:`SphereModel`: it holds its
+:class:`~deepsphere_pyg.graphs.SphereHierarchy` as non-persistent buffers and takes either
+``[B, N, F]`` batches on that shared graph or a
+:class:`~deepsphere_pyg.graphs.HierarchyData` batch of per-sample graphs, resolved by one
+input path (:meth:`SphereModel.resolve_input`).
 """
 
-from .blocks import ConvBlock, HierarchyBuffers, node_statistic
+from .base import HierarchyBuffers, ModelInput, SphereModel
+from .blocks import ConvBlock, node_statistic
 from .deepsphere import DeepSphere
 from .scattering_hybrid import ScatteringDeepSphere, sub_hierarchy
 from .unet import SphericalUNet
@@ -19,7 +22,9 @@ __all__ = [
     "ConvBlock",
     "DeepSphere",
     "HierarchyBuffers",
+    "ModelInput",
     "ScatteringDeepSphere",
+    "SphereModel",
     "SphericalUNet",
     "node_statistic",
     "sub_hierarchy",

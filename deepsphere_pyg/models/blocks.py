@@ -1,4 +1,4 @@
-r"""Pieces shared by the ready models: graph buffers, convolution blocks, node statistics.
+r"""Pieces shared by the ready models: argument checks, convolution blocks, node statistics.
 
 All models of :mod:`deepsphere_pyg.models` convolve with the **symmetric normalised**
 Laplacian :math:`L = I - D^{-1/2} W D^{-1/2}` rescaled with :math:`\lambda_\max = 2`,
@@ -20,11 +20,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.data import Batch, Data
 from torch_geometric.utils import scatter
 
-from ..graphs.hierarchy import SphereHierarchy
-from ..graphs.hierarchy_data import HierarchyData, HierarchyLevel
 from ..nn import SphericalChebConv
 
 __all__ = [
@@ -34,11 +31,11 @@ __all__ = [
     "STATISTICS",
     "NORMS",
     "ConvBlock",
-    "HierarchyBuffers",
     "SampleLayerNorm",
+    "check_channels",
+    "check_int",
     "check_norm",
-    "constant_buffer_names",
-    "disjoint_levels",
+    "check_pool",
     "node_statistic",
 ]
 
@@ -79,109 +76,6 @@ def check_pool(pool: Any) -> str:
     if pool not in POOL_MODES:
         raise ValueError(f"pool must be one of {sorted(POOL_MODES)}, got {pool!r}")
     return POOL_MODES[pool]
-
-
-def check_hierarchy(hierarchy: Any) -> SphereHierarchy:
-    if not isinstance(hierarchy, SphereHierarchy):
-        raise TypeError(
-            f"hierarchy must be a SphereHierarchy, got {type(hierarchy).__name__}; build one "
-            "with e.g. SphereHierarchy.healpix(nside, levels)"
-        )
-    return hierarchy
-
-
-# ------------------------------------------------------------------------ graph buffers
-class HierarchyBuffers(nn.Module):
-    r"""The tensors of a :class:`~deepsphere_pyg.graphs.SphereHierarchy` as buffers.
-
-    Level ``l`` is held as ``edge_index_{l}``, ``edge_weight_{l}``, ``coverage_{l}`` and
-    (except at the coarsest level) ``pool_index_{l}``, all registered with
-    ``persistent=False``: ``.to(device)`` moves them, ``state_dict`` never holds them.
-    The tensors are shared with the hierarchy, not copied.
-
-    Args:
-        hierarchy: the graphs, finest first.
-        num_levels: keep the first ``num_levels`` levels (default: all).
-    """
-
-    def __init__(self, hierarchy: SphereHierarchy, num_levels: int | None = None) -> None:
-        super().__init__()
-        hierarchy = check_hierarchy(hierarchy)
-        if num_levels is None:
-            num_levels = len(hierarchy)
-        if not 1 <= num_levels <= len(hierarchy):
-            raise ValueError(f"num_levels must be in [1, {len(hierarchy)}], got {num_levels}")
-        graph = hierarchy[0]
-        self.sampling = str(graph.sampling) if "sampling" in graph else "sphere"
-        self.num_nodes = tuple(hierarchy.num_nodes[:num_levels])
-        for level in range(num_levels):
-            graph = hierarchy[level]
-            self.register_buffer(f"edge_index_{level}", graph.edge_index, persistent=False)
-            weight = graph.edge_weight if "edge_weight" in graph else None
-            self.register_buffer(f"edge_weight_{level}", weight, persistent=False)
-            self.register_buffer(f"coverage_{level}", hierarchy.coverage[level],
-                                 persistent=False)
-            if level + 1 < num_levels:
-                self.register_buffer(f"pool_index_{level}", hierarchy.pool_index[level],
-                                     persistent=False)
-
-    @property
-    def num_levels(self) -> int:
-        return len(self.num_nodes)
-
-    def level(self, level: int) -> HierarchyLevel:
-        """The tensors of ``level`` (``batch`` is ``None``: one graph shared by the batch)."""
-        has_parent = level + 1 < self.num_levels
-        return HierarchyLevel(
-            edge_index=getattr(self, f"edge_index_{level}"),
-            edge_weight=getattr(self, f"edge_weight_{level}"),
-            pos=None,
-            batch=None,  # type: ignore[arg-type]
-            num_nodes=self.num_nodes[level],
-            pool_index=getattr(self, f"pool_index_{level}") if has_parent else None,
-            coverage=getattr(self, f"coverage_{level}"),
-        )
-
-    def levels(self) -> list[HierarchyLevel]:
-        return [self.level(level) for level in range(self.num_levels)]
-
-    def extra_repr(self) -> str:
-        return f"sampling={self.sampling!r}, num_nodes={list(self.num_nodes)}"
-
-
-def constant_buffer_names(module: nn.Module) -> list[str]:
-    """Qualified names of every non-persistent buffer of ``module`` and its children.
-
-    In this library non-persistent buffers are precomputed constants (graphs, filters):
-    identical on every process, so :class:`torch.nn.parallel.DistributedDataParallel`
-    need not broadcast them at every step. The models expose this list as
-    ``_ddp_params_and_buffers_to_ignore``, the attribute DDP reads on the module it wraps.
-    """
-    names = []
-    for prefix, child in module.named_modules():
-        for name in sorted(child._non_persistent_buffers_set):
-            if getattr(child, name, None) is not None:
-                names.append(f"{prefix}.{name}" if prefix else name)
-    return names
-
-
-class ModelMixin:
-    """``num_parameters`` and the DDP ignore list, shared by the models."""
-
-    @property
-    def num_parameters(self) -> int:
-        """Number of trainable scalars (all parameters of the model)."""
-        return sum(p.numel() for p in self.parameters())  # type: ignore[attr-defined]
-
-    @property
-    def _ddp_params_and_buffers_to_ignore(self) -> list[str]:
-        """Names DDP leaves alone: the constant (graph) buffers, plus any names set."""
-        extra = self.__dict__.get("_ddp_extra_ignore", [])
-        return [*constant_buffer_names(self), *extra]  # type: ignore[arg-type]
-
-    @_ddp_params_and_buffers_to_ignore.setter
-    def _ddp_params_and_buffers_to_ignore(self, names: Sequence[str]) -> None:
-        self.__dict__["_ddp_extra_ignore"] = list(names)
 
 
 # ----------------------------------------------------------------------- conv block
@@ -409,192 +303,3 @@ def node_statistic(
     if statistic == "var":
         return var
     return torch.cat([mean, var], dim=-1)
-
-
-# ---------------------------------------------------------------- input resolution
-def check_shared_input(x: Tensor, num_nodes: int, in_channels: int) -> tuple[Tensor, bool]:
-    """Check ``x`` against the model's own graph; ``[N, F]`` becomes ``[1, N, F]``.
-
-    Returns ``(x as [B, N, F], whether x was 2-D)``.
-    """
-    if not isinstance(x, Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() not in (2, 3):
-        raise ValueError(
-            f"x must be [B, N, F] (or [N, F], one sample) on the model's graph, got shape "
-            f"{tuple(x.shape)}"
-        )
-    single = x.dim() == 2
-    if single:
-        x = x.unsqueeze(0)
-    if x.shape[1] != num_nodes:
-        raise ValueError(
-            f"x has {x.shape[1]} nodes (dimension -2) but the model's graph has N="
-            f"{num_nodes} nodes; pass signals on that graph (node order of its level 0), "
-            "or a HierarchyData batch for per-sample graphs"
-        )
-    check_features(x, in_channels)
-    return x, single
-
-
-def check_features(x: Tensor, in_channels: int) -> None:
-    if x.shape[-1] != in_channels:
-        raise ValueError(
-            f"x has {x.shape[-1]} features (last dimension) but the model was built with "
-            f"in_channels={in_channels}"
-        )
-
-
-def disjoint_levels(
-    x: Tensor,
-    data: Data | None,
-    *,
-    edge_index: Tensor | Sequence[Tensor] | None,
-    edge_weight: Tensor | Sequence[Tensor | None] | None,
-    pool_index: Sequence[Tensor] | None,
-    batch: Tensor | Sequence[Tensor] | None,
-    coverage: Sequence[Tensor | None] | None,
-    num_graphs: int | None,
-    num_levels: int,
-    first_level: int = 0,
-) -> tuple[list[HierarchyLevel], int]:
-    """The levels ``first_level .. first_level + num_levels - 1`` of a disjoint batch.
-
-    Either ``data`` (a :class:`~deepsphere_pyg.graphs.HierarchyData` or a batch of them)
-    or per-level sequences ``edge_index``, ``edge_weight``, ``pool_index`` (levels
-    ``l -> l + 1``), ``batch`` and ``coverage``, finest first, starting at
-    ``first_level``. Returns the levels (indexed from 0) and the number of graphs.
-    """
-    explicit = edge_index is not None
-    if data is not None and (explicit or pool_index is not None or batch is not None):
-        raise ValueError("pass either data (a HierarchyData batch) or per-level tensors, "
-                         "not both")
-    if data is not None:
-        if not isinstance(data, HierarchyData):
-            raise TypeError(
-                f"data must be a HierarchyData (or a PyG batch of them) carrying every level "
-                f"of the per-sample hierarchies, got {type(data).__name__}"
-            )
-        needed = first_level + num_levels
-        if data.num_levels < needed:
-            raise ValueError(
-                f"the model needs {needed} levels but data carries {data.num_levels}; build "
-                "the samples from deeper hierarchies"
-            )
-        levels = [data.level(level) for level in range(first_level, needed)]
-        if num_graphs is None:
-            num_graphs = int(data.num_graphs) if isinstance(data, Batch) else 1
-        return levels, num_graphs
-
-    if not explicit:
-        raise ValueError("a disjoint batch needs data= (HierarchyData) or edge_index=")
-    edge_index = _as_list(edge_index, "edge_index")
-    count = len(edge_index)
-    edge_weight = [None] * count if edge_weight is None else _as_list(edge_weight,
-                                                                     "edge_weight")
-    pool_index = [] if pool_index is None else _as_list(pool_index, "pool_index")
-    batch_list = None if batch is None else _as_list(batch, "batch")
-    coverage = [None] * count if coverage is None else _as_list(coverage, "coverage")
-    if count < num_levels:
-        raise ValueError(f"the model needs {num_levels} levels but edge_index holds {count}")
-    if len(pool_index) < num_levels - 1:
-        raise ValueError(
-            f"pool_index needs {num_levels - 1} maps (levels l -> l + 1), got {len(pool_index)}"
-        )
-    for name, values in (("edge_weight", edge_weight), ("coverage", coverage)):
-        if len(values) < num_levels:
-            raise ValueError(f"{name} needs one entry per level ({num_levels}), got "
-                             f"{len(values)}")
-    if batch_list is not None and len(batch_list) < num_levels:
-        raise ValueError(f"batch needs one vector per level ({num_levels}), got "
-                         f"{len(batch_list)}")
-    levels = []
-    for level in range(num_levels):
-        if batch_list is not None:
-            nodes = int(batch_list[level].numel())
-        elif level < len(pool_index):
-            nodes = int(pool_index[level].numel())
-        else:
-            nodes = int(pool_index[level - 1].max()) + 1 if level else int(x.shape[0])
-        level_batch = (batch_list[level] if batch_list is not None
-                       else torch.zeros(nodes, dtype=torch.long, device=x.device))
-        levels.append(HierarchyLevel(
-            edge_index=edge_index[level], edge_weight=edge_weight[level], pos=None,
-            batch=level_batch, num_nodes=nodes,
-            pool_index=pool_index[level] if level + 1 < num_levels else None,
-            coverage=coverage[level]))
-    if num_graphs is None:
-        num_graphs = 1 if batch_list is None else int(batch_list[0].max()) + 1
-    return levels, num_graphs
-
-
-def _as_list(value: Any, name: str) -> list:
-    if isinstance(value, Tensor) or value is None:
-        return [value]
-    if not isinstance(value, Sequence):
-        raise TypeError(f"{name} must be a tensor or a sequence of tensors (one per level), "
-                        f"got {type(value).__name__}")
-    return list(value)
-
-
-def check_disjoint_input(x: Tensor, level: HierarchyLevel, in_channels: int) -> None:
-    if not isinstance(x, Tensor) or x.dim() != 2:
-        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise ValueError(f"x of a disjoint batch must be [sum N, F], got {shape}")
-    if x.shape[0] != level.num_nodes:
-        raise ValueError(
-            f"x has {x.shape[0]} nodes but the batch's graphs have N={level.num_nodes} nodes "
-            "at the input level"
-        )
-    check_features(x, in_channels)
-
-
-def split_data_argument(x: Any, data: Data | None) -> tuple[Tensor, Data | None]:
-    """Accept ``model(batch)`` for a HierarchyData batch or a SphereSignal-style batch."""
-    if isinstance(x, Data):
-        if data is not None:
-            raise ValueError("pass the batch once: model(batch) or model(x, data)")
-        batch = x
-        if isinstance(batch, HierarchyData):
-            return batch.x, batch
-        if "edge_index" in batch:
-            raise TypeError(
-                "a Data batch with its own edge_index needs every level of its graphs: "
-                "build the samples with HierarchyData.from_hierarchy"
-            )
-        return batch.x, None
-    return x, data
-
-
-def route_input(
-    x: Any, data: Data | None, *, num_levels: int, first_level: int = 0, **per_level: Any
-) -> tuple[Tensor, list[HierarchyLevel] | None, int | None]:
-    """Tell the two kinds of input of a model's ``forward`` apart.
-
-    ``x`` may itself be a batch (:func:`split_data_argument`). Without ``data`` and
-    ``edge_index``, ``x`` lives on the model's own graph and ``(x, None, None)`` is
-    returned. Otherwise it is a disjoint batch and ``(x, levels, num_graphs)`` is returned,
-    ``levels`` being the ``num_levels`` levels from :func:`disjoint_levels` (those from
-    ``first_level`` of ``data``'s hierarchies, or the per-level tensors as given). ``x``
-    itself is checked by the caller.
-
-    Args:
-        x, data: the first two arguments of the model's ``forward``.
-        num_levels, first_level: as in :func:`disjoint_levels`.
-        **per_level: ``edge_index``, ``edge_weight``, ``pool_index``, ``batch``,
-            ``coverage`` and ``num_graphs``, the keyword arguments of
-            :func:`disjoint_levels` (all of them, ``None`` where not given).
-
-    Raises:
-        ValueError: ``pool_index`` or ``batch`` without ``edge_index`` (or ``data``), and
-            the errors of :func:`split_data_argument` and :func:`disjoint_levels`.
-    """
-    x, data = split_data_argument(x, data)
-    if data is None and per_level["edge_index"] is None:
-        if per_level["pool_index"] is not None or per_level["batch"] is not None:
-            raise ValueError("pool_index/batch describe a disjoint batch: pass "
-                             "edge_index (one per level) too")
-        return x, None, None
-    levels, num_graphs = disjoint_levels(x, data, num_levels=num_levels,
-                                         first_level=first_level, **per_level)
-    return x, levels, num_graphs

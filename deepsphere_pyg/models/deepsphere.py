@@ -6,25 +6,19 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.data import Data
 
 from ..graphs.hierarchy import SphereHierarchy
 from ..graphs.hierarchy_data import HierarchyLevel
 from ..nn import SpherePool
+from .base import HierarchyBuffers, SphereModel
 from .blocks import (
     STATISTICS,
     ConvBlock,
-    HierarchyBuffers,
-    ModelMixin,
     check_channels,
-    check_disjoint_input,
-    check_hierarchy,
     check_int,
     check_norm,
     check_pool,
-    check_shared_input,
     node_statistic,
-    route_input,
 )
 
 __all__ = ["HEADS", "DeepSphere"]
@@ -63,7 +57,7 @@ def _check_levels(levels: Sequence[int] | None, num_blocks: int, num_levels: int
     return levels
 
 
-class DeepSphere(ModelMixin, nn.Module):
+class DeepSphere(SphereModel):
     r"""DeepSphere classifier / regressor (Perraudin et al. 2019; Defferrard et al. 2020).
 
     Architecture, for ``channels = (c_1, ..., c_D)`` on hierarchy levels
@@ -97,9 +91,11 @@ class DeepSphere(ModelMixin, nn.Module):
     only defined for graphs with exactly the last level's node count.
 
     The model holds ``hierarchy`` as non-persistent buffers (moved by ``.to``, never in
-    ``state_dict``); ``forward(x)`` uses them. For per-sample graphs, pass a disjoint batch
-    (:class:`~deepsphere_pyg.graphs.HierarchyData`) instead: the same layers run on its
-    graphs, and the model's hierarchy only fixes the ``"fc"`` head's size.
+    ``state_dict``); ``forward(x)`` uses them. For per-sample graphs, pass a
+    :class:`~deepsphere_pyg.graphs.HierarchyData` batch instead (``model(batch)``): the
+    same layers run on its graphs, and the model's hierarchy only fixes the ``"fc"``
+    head's size. Both inputs go through
+    :meth:`~deepsphere_pyg.models.SphereModel.resolve_input`.
 
     Args:
         hierarchy: the graphs, finest first; input signals live on level 0.
@@ -124,9 +120,9 @@ class DeepSphere(ModelMixin, nn.Module):
 
     Shapes:
         - **input:** ``x [B, N_0, F]`` on the model's graph, or ``[N_0, F]`` (one sample);
-          or a disjoint batch ``x [sum N_0, F]`` with ``data`` (HierarchyData batch) or
-          per-level ``edge_index``, ``edge_weight``, ``pool_index``, ``batch`` (lists,
-          finest first); ``model(batch)`` takes ``x`` from a HierarchyData batch.
+          or a HierarchyData batch (``model(batch)``, features ``batch.x [sum N_0, F]``),
+          or features ``x [sum N_0, F]`` with their HierarchyData batch
+          (``model(x, batch)``).
         - **output:** ``[B, out_channels]`` (``[1, out_channels]`` for one ``[N_0, F]``
           sample; ``[num_graphs, out_channels]`` for a disjoint batch).
     """
@@ -146,10 +142,7 @@ class DeepSphere(ModelMixin, nn.Module):
         dropout: float = 0.0,
         levels: Sequence[int] | None = None,
     ) -> None:
-        super().__init__()
-        hierarchy = check_hierarchy(hierarchy)
-        self.in_channels = check_int(in_channels, "in_channels")
-        self.out_channels = check_int(out_channels, "out_channels")
+        super().__init__(hierarchy, in_channels, out_channels)
         self.channels = check_channels(channels)
         self.K = check_int(K, "K")
         self.pool_mode = check_pool(pool)
@@ -202,55 +195,13 @@ class DeepSphere(ModelMixin, nn.Module):
                 f"dropout={self.dropout.p}, num_parameters={self.num_parameters}")
 
     # ------------------------------------------------------------------ forward
-    def forward(
-        self,
-        x: Tensor | Data,
-        data: Data | None = None,
-        *,
-        edge_index: Tensor | Sequence[Tensor] | None = None,
-        edge_weight: Tensor | Sequence[Tensor | None] | None = None,
-        pool_index: Sequence[Tensor] | None = None,
-        batch: Tensor | Sequence[Tensor] | None = None,
-        coverage: Sequence[Tensor | None] | None = None,
-        num_graphs: int | None = None,
-    ) -> Tensor:
-        """Outputs per sample.
-
-        Args:
-            x: ``[B, N_0, F]`` or ``[N_0, F]`` signals on the model's graph; or
-                ``[sum N_0, F]`` for a disjoint batch; or a HierarchyData batch (its ``x``
-                and graphs are used) or a SphereSignal batch (its stacked ``x``).
-            data: a :class:`~deepsphere_pyg.graphs.HierarchyData` (or a PyG batch of them)
-                holding the graphs of the samples of ``x``, at least ``num_levels`` levels.
-            edge_index, edge_weight, pool_index, batch, coverage: instead of ``data``,
-                per-level lists, finest first: ``edge_index[l] [2, E_l]``,
-                ``edge_weight[l] [E_l]`` (optional), ``pool_index[l] [N_l]`` (level
-                ``l -> l + 1``, offset by the batching), ``batch[l] [N_l]`` graph ids
-                (optional: one graph), ``coverage[l] [N_l]`` (optional: all ones).
-            num_graphs: graphs in the disjoint batch (default ``max(batch[0]) + 1``).
-
-        Returns:
-            ``[B, out_channels]``.
-
-        Raises:
-            ValueError: ``x`` of the wrong node or feature count, too few levels in
-                ``data``, or ``head="fc"`` on graphs of another size.
-        """
-        x, levels, num_graphs = route_input(
-            x, data, edge_index=edge_index, edge_weight=edge_weight, pool_index=pool_index,
-            batch=batch, coverage=coverage, num_graphs=num_graphs, num_levels=self.num_levels)
-        if levels is None:
-            x, _ = check_shared_input(x, self.graph.num_nodes[0], self.in_channels)
-            return self.forward_levels(x, self.graph.levels())
-        check_disjoint_input(x, levels[0], self.in_channels)
-        return self.forward_levels(x, levels, num_graphs)
-
     def forward_levels(self, x: Tensor, levels: Sequence[HierarchyLevel],
                        num_graphs: int | None = None) -> Tensor:
-        """The network on explicit levels (``levels[l]`` is hierarchy level ``l``).
+        """Outputs ``[B, out_channels]`` on resolved levels (``levels[l]`` is hierarchy
+        level ``l``), as in :meth:`~deepsphere_pyg.models.SphereModel.forward_levels`.
 
-        ``x`` is ``[B, N_0, F]`` on shared levels (``batch`` of every level ``None``) or
-        ``[sum N_0, F]`` on a disjoint batch of ``num_graphs`` graphs.
+        Raises:
+            ValueError: ``head="fc"`` on graphs of another size at the last level.
         """
         h = self.features(x, levels)
         return self.head(self.dropout(self._pooled(h, levels[self.levels[-1]], num_graphs)))

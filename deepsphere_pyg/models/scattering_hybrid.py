@@ -7,18 +7,14 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch_geometric.data import Data
 
 from ..graphs.hierarchy import SphereHierarchy
+from ..graphs.hierarchy_data import HierarchyLevel
 from ..scattering.module import SphericalScattering
-from .blocks import (
-    ModelMixin,
-    check_features,
-    check_hierarchy,
-    check_int,
-    route_input,
-)
+from .base import HierarchyBuffers, SphereModel, check_hierarchy
+from .blocks import check_int
 from .deepsphere import DeepSphere
 
 __all__ = ["NORMALIZATIONS", "ScatteringDeepSphere", "sub_hierarchy"]
@@ -42,7 +38,7 @@ def sub_hierarchy(hierarchy: SphereHierarchy, first_level: int) -> SphereHierarc
                            hierarchy.coverage[first_level:])
 
 
-class ScatteringDeepSphere(ModelMixin, nn.Module):
+class ScatteringDeepSphere(SphereModel):
     r"""Scattering hybrid: a fixed wavelet scattering front-end, then DeepSphere layers.
 
     The scattering transform (:class:`~deepsphere_pyg.scattering.SphericalScattering`)
@@ -104,10 +100,10 @@ class ScatteringDeepSphere(ModelMixin, nn.Module):
 
     Shapes:
         - **input:** coefficients ``[B, N_l, in_channels]`` (``[N_l, in_channels]``: one
-          sample) or, with ``scattering``, maps ``[B, N_0, in_channels / P]``; or a
-          disjoint batch of coefficients ``[sum N_l, in_channels]`` with ``data`` (a
-          HierarchyData batch of the *full* hierarchies; levels from ``input_level`` are
-          used) or per-level lists starting at ``input_level``.
+          sample) or, with ``scattering``, maps ``[B, N_0, in_channels / P]``; or
+          coefficients ``[sum N_l, in_channels]`` with the HierarchyData batch of the
+          *full* hierarchies of their samples (``model(s, batch)``; levels from
+          ``input_level`` are used).
         - **output:** ``[B, out_channels]``.
     """
 
@@ -130,9 +126,7 @@ class ScatteringDeepSphere(ModelMixin, nn.Module):
         dropout: float = 0.0,
         levels: Sequence[int] | None = None,
     ) -> None:
-        super().__init__()
-        hierarchy = check_hierarchy(hierarchy)
-        in_channels = check_int(in_channels, "in_channels")
+        super().__init__(hierarchy, in_channels, out_channels)
         if scattering is not None:
             if not isinstance(scattering, SphericalScattering):
                 raise TypeError(f"scattering must be a SphericalScattering, got "
@@ -165,8 +159,6 @@ class ScatteringDeepSphere(ModelMixin, nn.Module):
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0 \
                 or not math.isfinite(eps):
             raise ValueError(f"eps must be a positive float, got {eps!r}")
-        self.in_channels = in_channels
-        self.out_channels = check_int(out_channels, "out_channels")
         self.input_level = input_level
         self.normalize = normalize
         self.eps = float(eps)
@@ -299,43 +291,26 @@ class ScatteringDeepSphere(ModelMixin, nn.Module):
                          f"{self.in_channels // scattering.num_paths}] (level 0)")
         raise ValueError(f"x has shape {tuple(x.shape)}; expected {expected}")
 
-    def forward(
-        self,
-        x: Tensor | Data,
-        data: Data | None = None,
-        *,
-        edge_index: Tensor | Sequence[Tensor] | None = None,
-        edge_weight: Tensor | Sequence[Tensor | None] | None = None,
-        pool_index: Sequence[Tensor] | None = None,
-        batch: Tensor | Sequence[Tensor] | None = None,
-        coverage: Sequence[Tensor | None] | None = None,
-        num_graphs: int | None = None,
-    ) -> Tensor:
-        """Outputs per sample ``[B, out_channels]``. The arguments are those of
-        :meth:`DeepSphere.forward`, with coefficients (or raw maps, on the shared graph)
-        as ``x``; per-level lists start at ``input_level``, ``data`` holds full hierarchies.
+    @property
+    def graph(self) -> HierarchyBuffers:
+        """The backbone's graphs: levels ``input_level, ...`` of the hierarchy."""
+        return self.backbone.graph
+
+    def shared_input(self, x: Any) -> tuple[Tensor, bool]:
+        """Coefficients ``[B, N_l, C_in]`` of ``x`` (raw maps transformed first), and
+        whether ``x`` was 2-D."""
+        return self._coefficients(x)
+
+    def forward_levels(self, x: Tensor, levels: Sequence[HierarchyLevel],
+                       num_graphs: int | None = None) -> Tensor:
+        """Outputs ``[B, out_channels]`` for coefficients ``x`` on resolved levels
+        (``levels[0]`` is level ``input_level``): normalised, then the backbone.
 
         Raises:
-            ValueError: ``x`` is neither coefficients nor (with ``scattering``) maps of
-                the expected shape.
             RuntimeError: a standardising ``normalize`` before :meth:`fit_normalization`.
         """
-        backbone = self.backbone
-        x, levels, num_graphs = route_input(
-            x, data, edge_index=edge_index, edge_weight=edge_weight, pool_index=pool_index,
-            batch=batch, coverage=coverage, num_graphs=num_graphs,
-            num_levels=backbone.num_levels, first_level=self.input_level)
-        if levels is None:
-            s, _ = self._coefficients(x)
-            return backbone(self.normalize_coefficients(s))
-        if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[0] != levels[0].num_nodes:
-            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(
-                f"a disjoint batch takes coefficients [sum N, C] with the {levels[0].num_nodes}"
-                f" nodes of level {self.input_level} of its graphs, got {shape}"
-            )
-        check_features(x, self.in_channels)
-        return backbone.forward_levels(self.normalize_coefficients(x), levels, num_graphs)
+        return self.backbone.forward_levels(self.normalize_coefficients(x), levels,
+                                            num_graphs)
 
 
 def _batch_tensor(item: Any) -> Tensor:

@@ -6,29 +6,17 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.data import Data
 
 from ..graphs.hierarchy import SphereHierarchy
 from ..graphs.hierarchy_data import HierarchyLevel
 from ..nn import SpherePool, SphereUnpool
-from .blocks import (
-    ConvBlock,
-    HierarchyBuffers,
-    ModelMixin,
-    check_channels,
-    check_disjoint_input,
-    check_hierarchy,
-    check_int,
-    check_norm,
-    check_pool,
-    check_shared_input,
-    route_input,
-)
+from .base import HierarchyBuffers, SphereModel
+from .blocks import ConvBlock, check_channels, check_int, check_norm, check_pool
 
 __all__ = ["SphericalUNet"]
 
 
-class SphericalUNet(ModelMixin, nn.Module):
+class SphericalUNet(SphereModel):
     r"""U-Net on the sphere: per-node outputs (segmentation logits, dense regression).
 
     With depth ``D`` and widths ``c_0, ..., c_{D-1}`` (the first ``D`` entries of
@@ -50,6 +38,8 @@ class SphericalUNet(ModelMixin, nn.Module):
     observed nodes, so outputs exist exactly on the observed nodes of level 0.
 
     The graphs are non-persistent buffers (moved by ``.to``, never in ``state_dict``).
+    Per-sample graphs come as a :class:`~deepsphere_pyg.graphs.HierarchyData` batch
+    (:meth:`~deepsphere_pyg.models.SphereModel.resolve_input`).
 
     Args:
         hierarchy: the graphs, finest first; input and output live on level 0.
@@ -71,11 +61,13 @@ class SphericalUNet(ModelMixin, nn.Module):
 
     Shapes:
         - **input:** ``x [B, N_0, F]`` on the model's graph (``[N_0, F]``: one sample), or
-          a disjoint batch ``x [sum N_0, F]`` with ``data`` (HierarchyData batch) or
-          per-level ``edge_index``, ``edge_weight``, ``pool_index``, ``batch`` lists.
+          a HierarchyData batch (``model(batch)``; or ``model(x, batch)`` with features
+          ``x [sum N_0, F]``).
         - **output:** ``[B, N_0, out_channels]`` (``[N_0, out_channels]``; for a disjoint
           batch ``[sum N_0, out_channels]``).
     """
+
+    per_node_output = True
 
     def __init__(
         self,
@@ -89,10 +81,7 @@ class SphericalUNet(ModelMixin, nn.Module):
         norm: str | None = "batch",
         pool: str = "max",
     ) -> None:
-        super().__init__()
-        hierarchy = check_hierarchy(hierarchy)
-        self.in_channels = check_int(in_channels, "in_channels")
-        self.out_channels = check_int(out_channels, "out_channels")
+        super().__init__(hierarchy, in_channels, out_channels)
         channels = check_channels(channels)
         self.K = check_int(K, "K")
         self.pool_name = pool
@@ -142,31 +131,11 @@ class SphericalUNet(ModelMixin, nn.Module):
                 f"pool={self.pool_name!r}, norm={self.norm!r}, "
                 f"num_parameters={self.num_parameters}")
 
-    def forward(
-        self,
-        x: Tensor | Data,
-        data: Data | None = None,
-        *,
-        edge_index: Tensor | Sequence[Tensor] | None = None,
-        edge_weight: Tensor | Sequence[Tensor | None] | None = None,
-        pool_index: Sequence[Tensor] | None = None,
-        batch: Tensor | Sequence[Tensor] | None = None,
-    ) -> Tensor:
-        """Per-node outputs: ``[B, N_0, out_channels]`` (``[N_0, out_channels]`` for one
-        ``[N_0, F]`` sample, ``[sum N_0, out_channels]`` for a disjoint batch). The
-        arguments are those of :meth:`DeepSphere.forward` (``depth`` levels needed)."""
-        x, levels, _ = route_input(
-            x, data, edge_index=edge_index, edge_weight=edge_weight, pool_index=pool_index,
-            batch=batch, coverage=None, num_graphs=None, num_levels=self.depth)
-        if levels is None:
-            x, single = check_shared_input(x, self.graph.num_nodes[0], self.in_channels)
-            out = self.forward_levels(x, self.graph.levels())
-            return out[0] if single else out
-        check_disjoint_input(x, levels[0], self.in_channels)
-        return self.forward_levels(x, levels)
-
-    def forward_levels(self, x: Tensor, levels: Sequence[HierarchyLevel]) -> Tensor:
-        """The network on explicit levels (``levels[l]`` is hierarchy level ``l``)."""
+    def forward_levels(self, x: Tensor, levels: Sequence[HierarchyLevel],
+                       num_graphs: int | None = None) -> Tensor:
+        """Per-node outputs ``[B, N_0, out_channels]`` (``[sum N_0, out_channels]`` on a
+        disjoint batch) on resolved levels (``levels[l]`` is hierarchy level ``l``), as in
+        :meth:`~deepsphere_pyg.models.SphereModel.forward_levels`."""
         skips = []
         h = x
         for level, block in enumerate(self.encoder):

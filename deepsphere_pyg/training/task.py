@@ -25,6 +25,7 @@ import torchmetrics
 from torch import Tensor, nn
 from torch.nn import functional
 
+from ..graphs.hierarchy_data import HierarchyData
 from .config import fingerprint
 from .experiments import TASKS
 
@@ -36,7 +37,9 @@ class SphereTask(pl.LightningModule):
 
     Args:
         model: a module mapping ``x [B, N, F]`` to ``[B, C]`` (classification) or
-            ``[B, N, C]`` (per-node tasks).
+            ``[B, N, C]`` (per-node tasks); a :class:`~deepsphere_pyg.graphs.HierarchyData`
+            batch (per-sample graphs) is handed to it whole, as the library's models take
+            it (outputs ``[num_graphs, C]`` or ``[sum N, C]``).
         task: ``"classification"``, ``"segmentation"`` or ``"regression"``.
         num_classes: classes (classification, segmentation); ignored for regression.
         train: the ``train`` section of the configuration (``optimizer``, ``lr``,
@@ -78,9 +81,15 @@ class SphereTask(pl.LightningModule):
                                               num_classes=self.num_classes),
         })
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Model outputs for ``x [B, N, F]``."""
+    def forward(self, x: Tensor | HierarchyData) -> Tensor:
+        """Model outputs for ``x [B, N, F]`` or a HierarchyData batch."""
         return self.model(x)
+
+    @staticmethod
+    def model_input(batch: Any) -> Tensor | HierarchyData:
+        """What the model is given for ``batch``: a HierarchyData batch itself (its graphs
+        travel with it), else the stacked signals ``batch.x [B, N, F]``."""
+        return batch if isinstance(batch, HierarchyData) else batch.x
 
     def outputs_and_targets(self, batch: Any) -> tuple[Tensor, Tensor]:
         """Flat predictions and targets of the valid entries of ``batch``.
@@ -89,7 +98,7 @@ class SphereTask(pl.LightningModule):
         the valid nodes for segmentation) and ``([M], [M])`` for regression (every valid
         node and target).
         """
-        output = self(batch.x)
+        output = self(self.model_input(batch))
         if self.task == "classification":
             return output, batch.y.reshape(-1)
         target = batch.y_node
@@ -114,7 +123,7 @@ class SphereTask(pl.LightningModule):
     def _step(self, batch: Any, split: str) -> Tensor:
         output, target = self.outputs_and_targets(batch)
         loss = self._loss(output, target)
-        size = int(batch.x.shape[0])
+        size = int(batch.num_graphs if isinstance(batch, HierarchyData) else batch.x.shape[0])
         self.losses[f"{split}_split"].update(loss.detach(), weight=target.numel())
         self.log(f"{split}_loss", self.losses[f"{split}_split"], on_step=False, on_epoch=True,
                  batch_size=size, prog_bar=split != "test")

@@ -133,14 +133,13 @@ def test_disjoint_batch_equals_each_graph_alone(kind, norm, masked_healpix, poin
         torch.testing.assert_close(reference(batch), out)  # model(batch) form
         # One HierarchyData alone.
         torch.testing.assert_close(reference(samples[1].x, samples[1]), expected[1:])
-        # Per-level lists instead of a HierarchyData batch.
+        # Per-level lists are no input: the graphs come only as a HierarchyData batch.
         levels = [batch.level(level) for level in range(3)]
-        explicit = reference(
-            batch.x, edge_index=[v.edge_index for v in levels],
-            edge_weight=[v.edge_weight for v in levels],
-            pool_index=[v.pool_index for v in levels[:2]], batch=[v.batch for v in levels],
-            coverage=[v.coverage for v in levels])
-        torch.testing.assert_close(explicit, expected, rtol=1e-5, atol=1e-6)
+        with pytest.raises(TypeError, match="edge_index"):
+            reference(batch.x, edge_index=[v.edge_index for v in levels],
+                      pool_index=[v.pool_index for v in levels[:2]])
+        with pytest.raises(TypeError, match="HierarchyData.*got list"):
+            reference(batch.x, [v.edge_index for v in levels])
 
 
 def test_coverage_weighted_statistics_match_the_definition(masked_healpix):
@@ -330,10 +329,14 @@ def test_bad_input(hierarchies, masked_healpix, nside):
         model(shallow)
     with pytest.raises(ValueError, match="nodes"):
         model(torch.randn(10, 2), batch)
-    with pytest.raises(ValueError, match="either"):
+    with pytest.raises(ValueError, match="once"):
+        model(batch, batch)
+    with pytest.raises(TypeError, match="edge_index"):
         model(batch.x, batch, edge_index=[batch.edge_index])
-    with pytest.raises(ValueError, match="edge_index"):
+    with pytest.raises(TypeError, match="pool_index"):
         model(torch.randn(2, hierarchy.num_nodes[0], 2), pool_index=[batch.pool_index_0])
+    with pytest.raises(ValueError, match=r"\[sum N, F\]"):
+        model(torch.randn(2, hierarchy.num_nodes[0], 2), batch)
     from torch_geometric.data import Data
     with pytest.raises(TypeError, match="HierarchyData"):
         model(Data(x=batch.x, edge_index=batch.edge_index))
