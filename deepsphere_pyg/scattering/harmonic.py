@@ -58,7 +58,7 @@ carry gradients (healpy is not differentiable); use the graph backend for gradie
 the number of OpenMP threads while the backend runs (restored afterwards); ``None`` leaves
 OpenMP as configured (``OMP_NUM_THREADS``). The default is one thread: the front-end runs
 over whole data sets, where running maps in parallel processes
-(:func:`deepsphere_pyg.scattering.cache.precompute` with ``num_workers``) uses the cores
+(:func:`deepsphere_pyg.precompute.precompute` with ``num_workers``) uses the cores
 better than threads inside each transform, and on a loaded machine OpenMP threads waiting
 for busy cores cost far more than they save (measured on a shared 2-core machine: 85 ms
 instead of 0.15 ms per transform at nside 32, and 6-10 s instead of 1.6 s for a depth-2

@@ -143,7 +143,7 @@ class SphericalScattering(nn.Module):
     coarsest level that resolves that band (:attr:`output_level`,
     :func:`~deepsphere_pyg.scattering.resolution.level_for_band_limit`), so the trainable
     layers after it run at low resolution. The module has no trainable parameters and is
-    meant to run once over a data set (see :mod:`deepsphere_pyg.scattering.cache`).
+    meant to run once over a data set (see :mod:`deepsphere_pyg.precompute`).
 
     Args:
         hierarchy: the sphere's levels, finest first; maps live on level 0.
