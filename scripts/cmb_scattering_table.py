@@ -444,7 +444,9 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]], stats: dict[str
         f"skewness {stats['skew0'][0]:+.3f} ± {stats['skew0'][1]:.3f} (Gaussian) vs "
         f"{stats['skew1'][0]:+.3f} ± {stats['skew1'][1]:.3f} (non-Gaussian); excess "
         f"kurtosis {stats['kurt0'][0]:+.3f} ± {stats['kurt0'][1]:.3f} vs "
-        f"{stats['kurt1'][0]:+.3f} ± {stats['kurt1'][1]:.3f}.",
+        f"{stats['kurt1'][0]:+.3f} ± {stats['kurt1'][1]:.3f}. Ratio of the two labels' "
+        f"mean binned spectra (all {sum(args.num_maps)} maps, {args.cl_bins} bins): "
+        f"{stats['cl_ratio'][0]:.4f}-{stats['cl_ratio'][1]:.4f}.",
         "",
         "Timings (s, wall): " + ", ".join(f"{name} {value:.0f}"
                                            for name, value in timings.items()) + ".",
@@ -696,6 +698,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 float(test[key][test["y"] == label].std()))
              for name, key in (("skew", "skewness"), ("kurt", "kurtosis"))
              for label in (0, 1)}
+    spectra = np.exp(np.concatenate([features[s]["log_cl"] for s in SPLITS]))
+    every_label = np.concatenate([labels[s] for s in SPLITS])
+    ratio = spectra[every_label == 1].mean(0) / spectra[every_label == 0].mean(0)
+    stats["cl_ratio"] = (float(ratio.min()), float(ratio.max()))
+    print(f"class spectrum ratio (all maps, per bin): {ratio.min():.4f}-{ratio.max():.4f}; "
+          f"test skewness {stats['skew0'][0]:+.3f} vs {stats['skew1'][0]:+.3f}, kurtosis "
+          f"{stats['kurt0'][0]:+.3f} vs {stats['kurt1'][0]:+.3f}")
     timings["total"] = time.perf_counter() - begin
     publish_report(report(args, rows, stats, timings, scattering), args.output or None)
     if args.figure:
