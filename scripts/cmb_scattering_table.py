@@ -46,7 +46,8 @@ features, the inverse regularisation ``C`` chosen on the validation split (grid
 error :math:`\sqrt{p(1-p)/n}` over the ``n`` test maps; the spread between training seeds
 is not included (``--repeats`` trains each network several times and reports it).
 
-**Choice of strength and noise** (defaults ``--strength 0.15 --noise 0.5``). Label 1's
+**Choice of strength and noise** (defaults ``--strength 0.1 --noise 0.5``; at 0.15 the
+two-number skewness/kurtosis classifier reached 67.5 % on the test maps, at 0.1 61.5 %). Label 1's
 small-scale power is modulated by an independent large-scale field (``CMBMaps``); the
 spectra of the two labels agree within the sampling error and the one-point statistics
 barely differ (measured, 200 noiseless maps at nside 64: best in-sample threshold on the
@@ -62,7 +63,8 @@ recompute.
 Usage::
 
     python scripts/cmb_scattering_table.py        # nside 128, 600 maps, < 15 min on 2 cores
-    python scripts/cmb_scattering_table.py --strength 0.1 --noise 0 --output cmb.md --figure cmb.png
+    python scripts/cmb_scattering_table.py --strength 0.15 --noise 0 --output cmb.md \
+        --figure cmb.png
     python scripts/cmb_scattering_table.py --repeats 3     # 3 trainings per network
     python scripts/cmb_scattering_table.py --nside 1024 --J0 6 --num-maps 1000,200,400 \
         --workers 16                                          # a large machine
@@ -154,7 +156,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="HEALPix resolution of the maps (default 128)")
     parser.add_argument("--num-maps", type=_split_sizes, default=(300, 100, 200),
                         metavar="TRAIN,VAL,TEST", help="maps per split (default 300,100,200)")
-    parser.add_argument("--strength", type=float, default=0.15,
+    parser.add_argument("--strength", type=float, default=0.1,
                         help="amplitude of the small-scale power modulation of label 1 "
                              "(CMBMaps strength)")
     parser.add_argument("--noise", type=float, default=0.5,
@@ -457,8 +459,8 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]], stats: dict[str
         f"(nside {args.low_nside}). Data: {train} training maps drawn by "
         "`CMBMaps` (Planck 2018 TT spectrum, small-scale power modulated by an "
         "independent large-scale field, same expected spectrum, white noise), not the published "
-        f"simulations; modulation strength {args.strength} (CMBMaps docstring) "
-        "(module docstring of `deepsphere_pyg.data.cmb`), not the physical f_NL of the "
+        f"simulations; modulation strength {args.strength} (module docstring of "
+        "`deepsphere_pyg.data.cmb`), not the physical f_NL of the "
         "paper. Scattering: graph (Chebyshev) backend, not exact harmonic wavelets; the "
         "network after it is a small DeepSphere, not the paper's architecture. So the "
         "published numbers are printed for orientation only: the comparison that this "
