@@ -20,6 +20,7 @@ writes its layers once, in ``forward_levels``.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 from typing import Any, ClassVar, NamedTuple
 
@@ -149,7 +150,7 @@ class ModelInput(NamedTuple):
     single: bool
 
 
-class SphereModel(nn.Module):
+class SphereModel(nn.Module, abc.ABC):
     r"""Base class of the models on a :class:`~deepsphere_pyg.graphs.SphereHierarchy`.
 
     The constructor checks the arguments every model shares. A subclass then sets
@@ -296,6 +297,7 @@ class SphereModel(nn.Module):
         out = self.forward_levels(inputs.x, inputs.levels, inputs.num_graphs)
         return out[0] if inputs.single and self.per_node_output else out
 
+    @abc.abstractmethod
     def forward_levels(self, x: Tensor, levels: Sequence[HierarchyLevel],
                        num_graphs: int | None = None) -> Tensor:
         """The network on resolved levels (``levels[l]``: level ``l`` from the input).
@@ -303,4 +305,3 @@ class SphereModel(nn.Module):
         ``x`` is ``[B, N_0, F]`` on shared levels (every ``batch`` ``None``) or
         ``[sum N_0, F]`` on a disjoint batch of ``num_graphs`` graphs.
         """
-        raise NotImplementedError(f"{type(self).__name__} must define forward_levels")
