@@ -64,7 +64,6 @@ from sklearn.svm import LinearSVC  # noqa: E402
 
 from deepsphere_pyg.data import convergence_cl  # noqa: E402
 from deepsphere_pyg.io import provenance_lines, publish_report  # noqa: E402
-from deepsphere_pyg.openmp import single_threaded_openmp  # noqa: E402
 from deepsphere_pyg.plots import save_figure  # noqa: E402
 from deepsphere_pyg.training import resolve_config, train  # noqa: E402
 from deepsphere_pyg.training.engine import build_datasets  # noqa: E402
@@ -185,7 +184,10 @@ def binned_cross_spectra(first: np.ndarray, second: np.ndarray, pixels: np.ndarr
     r"""Binned pseudo-spectra :math:`(C^{aa}_\ell, C^{ab}_\ell, C^{bb}_\ell)` of pairs of
     patches ``first`` and ``second`` ``[M, N]`` (each mean-subtracted, placed at ``pixels``
     of an otherwise empty NEST map, ``healpy.map2alm`` up to :math:`3 n_\mathrm{side} - 1`),
-    averaged in the bins of :func:`spectrum_edges`: ``[M, 3, bins']``."""
+    averaged in the bins of :func:`spectrum_edges`: ``[M, 3, bins']``.
+
+    The transforms use healpy's OpenMP threads (nothing else runs meanwhile): at nside 512
+    one takes 0.35 s on two cores against 0.67 s on one."""
     lmax = 3 * nside - 1
     edges = spectrum_edges(nside, bins)
     full = np.zeros(hp.nside2npix(nside))
@@ -197,13 +199,12 @@ def binned_cross_spectra(first: np.ndarray, second: np.ndarray, pixels: np.ndarr
                           use_pixel_weights=False)
 
     features = []
-    with single_threaded_openmp():
-        for a_values, b_values in zip(first, second, strict=True):
-            a, b = alm(a_values), alm(b_values)
-            spectra = (hp.alm2cl(a), hp.alm2cl(a, b), hp.alm2cl(b))
-            features.append([[cl[lo:hi].mean() for lo, hi in zip(edges[:-1], edges[1:],
-                                                                 strict=True)]
-                             for cl in spectra])
+    for a_values, b_values in zip(first, second, strict=True):
+        a, b = alm(a_values), alm(b_values)
+        spectra = (hp.alm2cl(a), hp.alm2cl(a, b), hp.alm2cl(b))
+        features.append([[cl[lo:hi].mean() for lo, hi in zip(edges[:-1], edges[1:],
+                                                             strict=True)]
+                         for cl in spectra])
     return np.asarray(features)
 
 
