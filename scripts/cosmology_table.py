@@ -195,16 +195,14 @@ def binned_cross_spectra(first: np.ndarray, second: np.ndarray, pixels: np.ndarr
     def alm(values: np.ndarray) -> np.ndarray:
         full[:] = 0.0
         full[pixels] = values - values.mean()
-        return hp.map2alm(hp.reorder(full, n2r=True), lmax=lmax, iter=0,
-                          use_pixel_weights=False)
+        ring = hp.reorder(full, n2r=True)
+        return hp.map2alm(ring, lmax=lmax, iter=0, use_pixel_weights=False)
 
     features = []
     for a_values, b_values in zip(first, second, strict=True):
         a, b = alm(a_values), alm(b_values)
-        spectra = (hp.alm2cl(a), hp.alm2cl(a, b), hp.alm2cl(b))
-        features.append([[cl[lo:hi].mean() for lo, hi in zip(edges[:-1], edges[1:],
-                                                             strict=True)]
-                         for cl in spectra])
+        spectra = np.stack([hp.alm2cl(a), hp.alm2cl(a, b), hp.alm2cl(b)])
+        features.append(np.add.reduceat(spectra, edges[:-1], axis=1) / np.diff(edges))
     return np.asarray(features)
 
 
