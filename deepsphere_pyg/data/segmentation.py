@@ -49,7 +49,7 @@ import torch
 
 from ..graphs import SphereHierarchy, equiangular_grid
 from ..graphs.checks import check_nside, check_positive_int
-from ..graphs.equiangular import _check_grid
+from ..graphs.equiangular_layout import check_grid
 from ..openmp import single_threaded_openmp
 from .base import SyntheticSphereDataset
 from .signal import SphereSignal
@@ -165,7 +165,7 @@ class SegmentationMaps(SyntheticSphereDataset):
         self.lmax = 2 * self.nside - 1
         self.cl = field_spectrum(self.lmax, ell_scale=self.nside / 2.0)
         if sampling == "equiangular":
-            self.grid = _check_grid(grid)
+            self.grid = check_grid(grid)
             default = 4 * self.nside + (self.grid == "clenshaw-curtis")
             self.nlat = check_positive_int(default if nlat is None else nlat, "nlat")
             lat, lon = equiangular_grid(self.nlat, grid=self.grid)

@@ -1,14 +1,9 @@
 """Sphere samplings as graphs: builders, edge-weight recipes, hierarchies, Laplacians."""
 
-from .equiangular import (
-    equiangular_graph,
-    equiangular_grid,
-    equiangular_hierarchy,
-    grid_to_nodes,
-    nodes_to_grid,
-)
+from .equiangular import equiangular_graph, equiangular_grid, grid_to_nodes, nodes_to_grid
+from .equiangular_hierarchy import equiangular_hierarchy
 from .equivariance import equivariance_error, tune_kernel_width
-from .healpix import healpix_graph
+from .healpix import healpix_graph, healpix_hierarchy
 from .hierarchy import SphereHierarchy
 from .hierarchy_data import HierarchyData, hierarchy_data
 from .icosahedral import icosahedral_graph, icosahedral_hierarchy, icosahedral_vertices
@@ -29,7 +24,8 @@ from .laplacian import (
     rescaled_laplacian,
 )
 from .lonlat import region_mask
-from .points import nodes_to_points, points_graph, points_hierarchy, points_to_nodes
+from .points import nodes_to_points, points_graph, points_to_nodes
+from .points_hierarchy import points_hierarchy
 from .sphere_graph import SphereGraph
 
 __all__ = [
@@ -47,6 +43,7 @@ __all__ = [
     "heat_kernel",
     "harmonic_scale",
     "healpix_graph",
+    "healpix_hierarchy",
     "healpix_kernel_sigma",
     "hierarchy_data",
     "healpix_kernel_width",

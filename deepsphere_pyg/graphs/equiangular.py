@@ -24,41 +24,42 @@ Gauss-Legendre :math:`n_\mathrm{lat} n_\mathrm{lon}`. The graph's ``grid_index``
 :func:`grid_to_nodes` / :func:`nodes_to_grid` convert data arrays ``[..., nlat, nlon]``
 to node signals ``[..., N]`` and back.
 
-**Pooling.** :func:`equiangular_hierarchy` halves both sizes per level (2x2 blocks of
-rows x longitudes), each level a grid of the same family; see there for the rules at
-the poles.
+**Pooling.** :func:`~deepsphere_pyg.graphs.equiangular_hierarchy.equiangular_hierarchy`
+halves both sizes per level (2x2 blocks of rows x longitudes), each level a grid of the
+same family; see there for the rules at the poles.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from .checks import check_positive_int, report_isolated
-from .knn_graph import check_kernel, keep_index, knn_graph
-from .lonlat import lonlat_to_vec, region_mask
+from .checks import report_isolated
+from .equiangular_layout import (
+    GRIDS,
+    GridLayout,
+    check_grid,
+    check_grid_sizes,
+    equiangular_grid,
+    grid_layout,
+    kept_grid_nodes,
+    layout_positions,
+    pole_rows,
+)
+from .knn_graph import check_kernel, knn_graph
 from .sphere_graph import SphereGraph
-
-if TYPE_CHECKING:
-    from .hierarchy import SphereHierarchy
 
 __all__ = [
     "GRIDS",
+    "WEIGHTS",
     "equiangular_graph",
     "equiangular_grid",
-    "equiangular_hierarchy",
     "grid_to_nodes",
     "nodes_to_grid",
 ]
-
-#: Grid families accepted by the builders of this module.
-GRIDS = ("driscoll-healy", "soft", "clenshaw-curtis", "gauss-legendre")
 
 #: Edge recipes of :func:`equiangular_graph`.
 WEIGHTS = ("knn", "neighbours")
@@ -82,215 +83,8 @@ def auto_width_factor(k: int) -> float:
     return float(np.interp(math.log(k), np.log(ks), [AUTO_WIDTH_FACTOR[kk] for kk in ks]))
 
 
-_GRID_ALIASES = {"dh": "driscoll-healy", "cc": "clenshaw-curtis", "gl": "gauss-legendre"}
-
-
-# ------------------------------------------------------------------------------ grids
-def _check_grid(grid: object) -> str:
-    if not isinstance(grid, str):
-        raise TypeError(f"grid must be one of {GRIDS}, got {grid!r}")
-    name = _GRID_ALIASES.get(grid.lower(), grid.lower())
-    if name not in GRIDS:
-        raise ValueError(f"grid must be one of {GRIDS} (or 'dh', 'cc', 'gl'), got {grid!r}")
-    return name
-
-
-def _check_size(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer >= 2, got {value!r}")
-    if value < 2:
-        raise ValueError(f"{name} must be >= 2 (a grid needs two rings and two longitudes), "
-                         f"got {value}")
-    return int(value)
-
-
-def _default_nlon(nlat: int, grid: str) -> int:
-    if grid == "clenshaw-curtis":
-        return 2 * (nlat - 1)
-    if grid == "gauss-legendre":
-        return 2 * nlat
-    return nlat
-
-
-def _check_sizes(nlat: object, nlon: object, grid: str) -> tuple[int, int]:
-    nlat = _check_size(nlat, "nlat")
-    nlon = _default_nlon(nlat, grid) if nlon is None else _check_size(nlon, "nlon")
-    return nlat, nlon
-
-
-def _colatitudes(nlat: int, grid: str) -> np.ndarray:
-    """Colatitudes ``[nlat]`` (radians, increasing: north to south) of the rows."""
-    j = np.arange(nlat, dtype=np.float64)
-    if grid == "driscoll-healy":
-        return np.pi * j / nlat
-    if grid == "soft":
-        return np.pi * (2.0 * j + 1.0) / (2.0 * nlat)
-    if grid == "clenshaw-curtis":
-        return np.pi * j / (nlat - 1)
-    nodes, _ = np.polynomial.legendre.leggauss(nlat)  # ascending cos(theta)
-    return np.arccos(nodes[::-1])
-
-
-def _pole_rows(nlat: int, grid: str) -> tuple[int, ...]:
-    if grid == "driscoll-healy":
-        return (0,)
-    if grid == "clenshaw-curtis":
-        return (0, nlat - 1)
-    return ()
-
-
-def equiangular_grid(
-    nlat: int, nlon: int | None = None, *, grid: str = "driscoll-healy"
-) -> tuple[np.ndarray, np.ndarray]:
-    r"""Latitudes and longitudes (degrees) of an equiangular grid.
-
-    With colatitude :math:`\vartheta_j` (row ``j``, north to south) and longitude
-    :math:`\varphi_k = 2\pi k / n_\mathrm{lon}`, :math:`k = 0, \dots, n_\mathrm{lon} - 1`:
-
-    * ``"driscoll-healy"`` (Driscoll & Healy 1994), :math:`n_\mathrm{lat} = 2b`:
-      :math:`\vartheta_j = \pi j / (2b)`; contains the north pole (:math:`j = 0`), not the
-      south pole.
-    * ``"soft"`` (Kostelec & Rockmore's SOFT, used by s2cnn), :math:`n_\mathrm{lat} = 2b`:
-      :math:`\vartheta_j = \pi (2j + 1) / (4b)`; no pole (the cell-centred grid of climate
-      data sets, e.g. 180 x 360 rows at 89.5°, 88.5°, ...).
-    * ``"clenshaw-curtis"``: :math:`\vartheta_j = \pi j / (n_\mathrm{lat} - 1)`; both poles.
-    * ``"gauss-legendre"``: :math:`\cos\vartheta_j` are the ``nlat`` Gauss-Legendre nodes
-      (:func:`numpy.polynomial.legendre.leggauss`) in descending order; no pole.
-
-    For Driscoll-Healy and SOFT an odd ``nlat`` follows the same formulas with
-    :math:`b = n_\mathrm{lat} / 2`.
-
-    Args:
-        nlat: number of rings (``>= 2``).
-        nlon: number of longitudes (``>= 2``); default ``nlat`` (Driscoll-Healy, SOFT),
-            ``2 (nlat - 1)`` (Clenshaw-Curtis) or ``2 nlat`` (Gauss-Legendre, even so that
-            the grid can be pooled).
-        grid: ``"driscoll-healy"``, ``"soft"``, ``"clenshaw-curtis"`` or
-            ``"gauss-legendre"`` (also ``"dh"``, ``"cc"``, ``"gl"``).
-
-    Returns:
-        ``(lat, lon)``: float64 arrays ``[nlat]`` of latitudes
-        :math:`90° - \vartheta_j` (degrees north, decreasing) and ``[nlon]`` of longitudes
-        :math:`\varphi_k` in degrees east, in ``[0, 360)``.
-
-    Raises:
-        ValueError: unknown ``grid``, ``nlat < 2`` or ``nlon < 2``.
-    """
-    grid = _check_grid(grid)
-    nlat, nlon = _check_sizes(nlat, nlon, grid)
-    lat = 90.0 - np.degrees(_colatitudes(nlat, grid))
-    for row in _pole_rows(nlat, grid):  # exact poles
-        lat[row] = 90.0 if row == 0 else -90.0
-    lon = 360.0 * np.arange(nlon, dtype=np.float64) / nlon
-    return lat, lon
-
-
-# ------------------------------------------------------------------------------ nodes
-@dataclass(frozen=True)
-class _Layout:
-    """Nodes of a full grid: cell -> node map and node coordinates."""
-
-    grid: str
-    nlat: int
-    nlon: int
-    grid_index: np.ndarray  # [nlat * nlon] node of each cell (row-major), non-decreasing
-    lat: np.ndarray  # [N] degrees
-    lon: np.ndarray  # [N] degrees
-    is_pole: np.ndarray  # [N] bool
-
-    @property
-    def num_nodes(self) -> int:
-        return int(self.lat.size)
-
-
-def _layout(nlat: int, nlon: int, grid: str) -> _Layout:
-    lat, lon = equiangular_grid(nlat, nlon, grid=grid)
-    poles = _pole_rows(nlat, grid)
-    # Row r starts at node row_start[r]; a pole row holds one node.
-    row_size = np.full(nlat, nlon, dtype=np.int64)
-    row_size[list(poles)] = 1
-    row_start = np.concatenate([[0], np.cumsum(row_size)[:-1]])
-    cols = np.arange(nlon, dtype=np.int64)
-    index = row_start[:, None] + np.where(row_size[:, None] == 1, 0, cols[None, :])
-    first_cell = np.concatenate([[0], np.flatnonzero(np.diff(index.ravel())) + 1])
-    rows, columns = np.divmod(first_cell, nlon)
-    return _Layout(
-        grid=grid, nlat=nlat, nlon=nlon, grid_index=index.ravel(), lat=lat[rows],
-        lon=lon[columns], is_pole=np.isin(rows, poles) if poles else np.zeros(rows.size, bool),
-    )
-
-
-def _pos(layout: _Layout) -> np.ndarray:
-    pos = lonlat_to_vec(layout.lon, layout.lat)
-    pos[layout.is_pole] = 0.0  # exactly (0, 0, +-1)
-    pos[layout.is_pole, 2] = np.sign(layout.lat[layout.is_pole])
-    return pos
-
-
-def _check_region(region: object) -> tuple[float, float, float, float]:
-    values = [] if isinstance(region, str) else list(np.asarray(region, dtype=object).ravel())
-    try:
-        values = [float(v) for v in values]
-    except (TypeError, ValueError):
-        values = []
-    if len(values) != 4 or not all(math.isfinite(v) for v in values):
-        raise ValueError(f"region must be (lon_min, lon_max, lat_min, lat_max) in degrees, "
-                         f"got {region!r}")
-    lon_min, lon_max, lat_min, lat_max = values
-    for name, value in (("lon_min", lon_min), ("lon_max", lon_max)):
-        if not -180.0 <= value <= 360.0:
-            raise ValueError(f"region {name}={value:g} must lie in [-180, 360] degrees east; "
-                             "is the region given as (lon_min, lon_max, lat_min, lat_max)?")
-    for name, value in (("lat_min", lat_min), ("lat_max", lat_max)):
-        if not -90.0 <= value <= 90.0:
-            raise ValueError(f"region {name}={value:g} must lie in [-90, 90] degrees north; "
-                             "is the region given as (lon_min, lon_max, lat_min, lat_max)?")
-    return lon_min, lon_max, lat_min, lat_max
-
-
-def _kept_nodes(mask: object, region: object, layout: _Layout) -> np.ndarray | None:
-    """Sorted node ids kept by ``mask`` and ``region`` (intersection); ``None``: all."""
-    num_nodes = layout.num_nodes
-    keep = np.ones(num_nodes, dtype=bool)
-    if mask is not None:
-        if isinstance(mask, torch.Tensor):
-            mask = mask.detach().cpu().numpy()
-        array = np.asarray(mask)
-        if array.ndim == 2:
-            if array.shape != (layout.nlat, layout.nlon):
-                raise ValueError(f"a grid mask must have shape [nlat, nlon] = "
-                                 f"[{layout.nlat}, {layout.nlon}], got {list(array.shape)}")
-            if array.dtype != bool:
-                raise TypeError(f"a grid mask [nlat, nlon] must be boolean, got dtype "
-                                f"{array.dtype}; use mask != 0 or np.isfinite(data)")
-            # A pole node is kept when any cell of its row is.
-            keep &= np.bincount(layout.grid_index, weights=array.ravel(),
-                                minlength=num_nodes) > 0
-        else:
-            if array.ndim == 1 and array.dtype == bool and array.size != num_nodes \
-                    and array.size == layout.nlat * layout.nlon:
-                raise ValueError(
-                    f"mask has {array.size} = nlat * nlon entries but the graph has "
-                    f"{num_nodes} nodes (pole rows are one node); pass the grid mask with "
-                    f"shape [{layout.nlat}, {layout.nlon}] or one boolean per node")
-            ids = keep_index(array, num_nodes, "mask")
-            if ids is not None:
-                keep &= np.isin(np.arange(num_nodes), ids)
-    if region is not None:
-        lon_min, lon_max, lat_min, lat_max = _check_region(region)
-        inside = region_mask(layout.lon, layout.lat, (lon_min, lon_max, lat_min, lat_max))
-        # The box touches a pole at every longitude: the pole is inside when its latitude is.
-        inside |= layout.is_pole & (layout.lat >= lat_min) & (layout.lat <= lat_max)
-        keep &= inside
-    if not keep.any():
-        what = " and ".join(n for n, v in (("mask", mask), ("region", region)) if v is not None)
-        raise ValueError(f"{what} keep(s) no node of the {layout.nlat} x {layout.nlon} "
-                         f"{layout.grid} grid; enlarge the mask or region")
-    return None if keep.all() else np.flatnonzero(keep).astype(np.int64)
-
-
 # ------------------------------------------------------------------------------ edges
-def _neighbour_edges(layout: _Layout, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _neighbour_edges(layout: GridLayout, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Undirected 4-neighbour pairs ``[2, M]`` (``i < j``, unique) and geodesic lengths ``[M]``."""
     nlat, nlon = layout.nlat, layout.nlon
     cells = layout.grid_index.reshape(nlat, nlon)
@@ -298,7 +92,7 @@ def _neighbour_edges(layout: _Layout, pos: np.ndarray) -> tuple[np.ndarray, np.n
     south = np.stack([cells[:-1], cells[1:]]).reshape(2, -1)
     pairs = [east, south]
     if nlon % 2 == 0:  # across a pole missing from the grid, to the opposite meridian
-        poles = _pole_rows(nlat, layout.grid)
+        poles = pole_rows(nlat, layout.grid)
         half = np.arange(nlon // 2)
         for row, pole in ((0, 0), (nlat - 1, nlat - 1)):
             if pole not in poles:
@@ -314,7 +108,7 @@ def _neighbour_edges(layout: _Layout, pos: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def _neighbour_graph(
-    layout: _Layout, pos: np.ndarray, kept: np.ndarray | None, isolated: str,
+    layout: GridLayout, pos: np.ndarray, kept: np.ndarray | None, isolated: str,
     dtype: torch.dtype,
 ) -> SphereGraph:
     pairs, angle = _neighbour_edges(layout, pos)
@@ -354,7 +148,7 @@ def _check_dtype(dtype: object) -> torch.dtype:
     return dtype
 
 
-def _resolve_kernel(weights: object, kernel: object) -> str | float | None:
+def check_weights_kernel(weights: object, kernel: object) -> str | float | None:
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
     if weights == "neighbours":
@@ -439,15 +233,15 @@ def equiangular_graph(
         >>> g.num_nodes  # 7 rows of 8 + the north pole
         57
     """
-    grid = _check_grid(grid)
-    nlat, nlon = _check_sizes(nlat, nlon, grid)
-    resolved = _resolve_kernel(weights, kernel)
+    grid = check_grid(grid)
+    nlat, nlon = check_grid_sizes(nlat, nlon, grid)
+    resolved = check_weights_kernel(weights, kernel)
     if isolated not in ("raise", "drop"):
         raise ValueError(f"isolated must be 'raise' or 'drop', got {isolated!r}")
     dtype = _check_dtype(dtype)
-    layout = _layout(nlat, nlon, grid)
-    kept = _kept_nodes(mask, region, layout)
-    pos = _pos(layout)
+    layout = grid_layout(nlat, nlon, grid)
+    kept = kept_grid_nodes(mask, region, layout)
+    pos = layout_positions(layout)
     if weights == "knn":
         auto = resolved == "auto"
         graph = knn_graph(pos, k=k, kernel="global" if auto else resolved, mask=kept,
@@ -465,7 +259,7 @@ def equiangular_graph(
     return graph
 
 
-def _graph_grid_index(layout: _Layout, pixels: torch.Tensor | None) -> torch.Tensor:
+def _graph_grid_index(layout: GridLayout, pixels: torch.Tensor | None) -> torch.Tensor:
     index = layout.grid_index
     if pixels is not None:
         node_of = np.full(layout.num_nodes, -1, dtype=np.int64)
@@ -565,161 +359,3 @@ def nodes_to_grid(
         out[..., ~valid] = fill_value
     out = out.reshape(*tensor.shape[:-1], nlat, nlon)
     return out.numpy() if was_numpy else out
-
-
-# ----------------------------------------------------------------------------- hierarchy
-def _halvable(nlat: int, nlon: int, grid: str) -> bool:
-    if nlon % 2 or nlon // 2 < 2:
-        return False
-    if grid == "clenshaw-curtis":
-        return nlat % 2 == 1 and nlat >= 3
-    return nlat % 2 == 0 and nlat // 2 >= 2
-
-
-def _halved(nlat: int, nlon: int, grid: str) -> tuple[int, int]:
-    if grid == "clenshaw-curtis":
-        return (nlat - 1) // 2 + 1, nlon // 2
-    return nlat // 2, nlon // 2
-
-
-def _level_sizes(nlat: int, nlon: int, grid: str, levels: int) -> list[tuple[int, int]]:
-    sizes = [(nlat, nlon)]
-    while len(sizes) < levels:
-        if not _halvable(*sizes[-1], grid):
-            rows = "nlat - 1" if grid == "clenshaw-curtis" else "nlat"
-            raise ValueError(
-                f"a {grid} grid of nlat={nlat} x nlon={nlon} cannot be pooled into {levels} "
-                f"levels: level {len(sizes) - 1} ({sizes[-1][0]} x {sizes[-1][1]}) cannot be "
-                f"halved ({rows} and nlon must be even, and the halved sizes >= 2); use "
-                f"levels <= {len(sizes)}, or {rows} and nlon divisible by 2^{levels - 1} = "
-                f"{2 ** (levels - 1)}")
-        sizes.append(_halved(*sizes[-1], grid))
-    return sizes
-
-
-def _row_parents(nlat: int, grid: str) -> np.ndarray:
-    """Coarse row of each fine row (module and :func:`equiangular_hierarchy` docs)."""
-    rows = np.arange(nlat)
-    if grid != "clenshaw-curtis":
-        return rows // 2
-    m = (nlat - 1) // 2  # coarse row j sits on fine row 2j; odd rows go to the pole side
-    return np.where(rows % 2 == 0, rows // 2, np.where(rows > m, (rows + 1) // 2, rows // 2))
-
-
-def _pool_full(fine: _Layout, coarse: _Layout) -> np.ndarray:
-    """Parent node ``[N_fine]`` (coarse full-grid id) of every fine full-grid node."""
-    row = _row_parents(fine.nlat, fine.grid)
-    col = np.arange(fine.nlon) // 2
-    parent_cell = (row[:, None] * coarse.nlon + col[None, :]).ravel()
-    parent_of_cell = coarse.grid_index[parent_cell]
-    parent = np.empty(fine.num_nodes, dtype=np.int64)
-    parent[fine.grid_index] = parent_of_cell  # all cells of a pole node agree
-    return parent
-
-
-def _node_areas(layout: _Layout) -> np.ndarray:
-    """Area ``[N]`` (steradians) of each node's cells, bounded by the parallels halfway
-    between rows (the pole rows at the poles); sums to 4 pi."""
-    theta = _colatitudes(layout.nlat, layout.grid)
-    edges = np.concatenate([[0.0], (theta[:-1] + theta[1:]) / 2.0, [np.pi]])
-    row_area = (np.cos(edges[:-1]) - np.cos(edges[1:])) * 2.0 * np.pi / layout.nlon
-    cell_area = np.repeat(row_area, layout.nlon)
-    return np.bincount(layout.grid_index, weights=cell_area, minlength=layout.num_nodes)
-
-
-def equiangular_hierarchy(
-    nlat: int,
-    levels: int,
-    nlon: int | None = None,
-    *,
-    grid: str = "driscoll-healy",
-    weights: str = "knn",
-    k: int | Sequence[int] = 8,
-    kernel: str | float = "auto",
-    mask: object = None,
-    region: Sequence[float] | None = None,
-    dtype: torch.dtype = torch.float32,
-) -> SphereHierarchy:
-    r"""Equiangular graphs at ``nlat x nlon``, ``nlat/2 x nlon/2``, ... with 2x2 pooling.
-
-    Level ``l`` is a grid of the same family with ``nlon / 2^l`` longitudes and
-    ``nlat / 2^l`` rings (Clenshaw-Curtis: :math:`(n_\mathrm{lat} - 1)/2^l + 1`, keeping
-    both poles). Column ``k`` pools into coarse column ``k // 2``; the coarse point sits
-    on the longitude of its western child, half a fine spacing from their mean. Rows:
-
-    * Driscoll-Healy, SOFT, Gauss-Legendre: fine rows ``2j`` and ``2j + 1`` pool into
-      coarse row ``j``. For SOFT the coarse colatitude is the mean of the two; for
-      Driscoll-Healy it is that of row ``2j``; for Gauss-Legendre the coarse rings are the
-      Gauss-Legendre nodes of the smaller size, close to (not exactly at) the children's
-      centroid. The Driscoll-Healy north pole node has as children the fine pole node
-      and the whole first fine ring.
-    * Clenshaw-Curtis (:math:`n_\mathrm{lat} = 2m + 1 \to m + 1`): fine row ``2j`` pools
-      into coarse row ``j`` (same colatitude); an odd row, halfway between two coarse
-      rows, pools into the one nearer its own pole (the northern one at the equator). So
-      each pole node's parent is the coarse pole node, which also takes the first fine
-      ring, symmetrically at both poles; the coarse row just south of the equator
-      (:math:`m` odd) or on it (:math:`m` even) has one fine row of children.
-
-    So every parent has children, four (two rows x two columns) away from the poles.
-
-    **Partial coverage.** ``mask``/``region`` (as in :func:`equiangular_graph`) select
-    the finest nodes; a coarse node is kept when any of its children is kept, and ids are
-    re-indexed to the kept nodes of each level. ``coverage[l]`` is the observed fraction
-    of each node's area: the area of its observed finest descendants over that of all of
-    them, cell areas bounded by the parallels halfway between rings.
-
-    Args:
-        nlat: finest number of rings.
-        levels: number of graphs (``>= 1``).
-        nlon: finest number of longitudes (default: the grid's usual value).
-        grid, weights, kernel, mask, region, dtype: as in :func:`equiangular_graph`
-            (isolated kept nodes raise).
-        k: neighbours per node, one value or one per level (finest first).
-
-    Returns:
-        A :class:`~deepsphere_pyg.graphs.hierarchy.SphereHierarchy`.
-
-    Raises:
-        ValueError: a level that cannot be halved (odd sizes; the message says how many
-            levels would work), ``k`` too large for a coarse level, and the errors of
-            :func:`equiangular_graph`.
-    """
-    from .hierarchy import SphereHierarchy
-
-    grid = _check_grid(grid)
-    levels = check_positive_int(levels, "levels")
-    nlat, nlon = _check_sizes(nlat, nlon, grid)
-    _resolve_kernel(weights, kernel)
-    sizes = _level_sizes(nlat, nlon, grid, levels)
-    if isinstance(k, numbers.Integral) and not isinstance(k, bool):
-        ks = [int(k)] * levels
-    else:
-        ks = list(k) if isinstance(k, Sequence) and not isinstance(k, str) else []
-        if len(ks) != levels:
-            raise ValueError(f"k must be an int or a list of {levels} ints, got {k!r}")
-    layouts = [_layout(a, b, grid) for a, b in sizes]
-    ids = _kept_nodes(mask, region, layouts[0])
-    total = _node_areas(layouts[0])
-    observed = total if ids is None else np.where(np.isin(np.arange(total.size), ids),
-                                                  total, 0.0)
-    graphs, pool_index, coverage = [], [], []
-    for level, (level_nlat, level_nlon) in enumerate(sizes):
-        if level:
-            parents = _pool_full(layouts[level - 1], layouts[level])
-            size = layouts[level].num_nodes
-            total = np.bincount(parents, weights=total, minlength=size)
-            observed = np.bincount(parents, weights=observed, minlength=size)
-            if ids is None:
-                pool_index.append(torch.from_numpy(parents))
-            else:
-                ids, child_to_parent = np.unique(parents[ids], return_inverse=True)
-                pool_index.append(torch.from_numpy(child_to_parent.astype(np.int64)))
-        try:
-            graph = equiangular_graph(level_nlat, level_nlon, grid=grid, weights=weights,
-                                      k=ks[level], kernel=kernel, mask=ids, dtype=dtype)
-        except ValueError as error:
-            raise ValueError(f"level {level} ({level_nlat} x {level_nlon}): {error}") from error
-        graphs.append(graph)
-        fraction = observed / total
-        coverage.append(torch.from_numpy(fraction if ids is None else fraction[ids]).float())
-    return SphereHierarchy(graphs, pool_index, coverage)

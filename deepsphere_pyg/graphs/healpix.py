@@ -1,15 +1,17 @@
-"""HEALPix graphs, full sky or restricted to a partial-sky mask."""
+"""HEALPix graphs, full sky or restricted to a partial-sky mask, and their hierarchies."""
 
 from __future__ import annotations
 
 import numbers
 import warnings
+from collections.abc import Sequence
 
 import healpy as hp
 import numpy as np
 import torch
 
-from .checks import check_k, check_nside, pixels_from_mask
+from .checks import check_k, check_nside, check_positive_int, pixels_from_mask
+from .hierarchy import SphereHierarchy
 from .kernels import healpix_kernel_width, heat_kernel
 from .knn import (
     index_dtype_for,
@@ -149,6 +151,65 @@ def healpix_graph(
         pixels=None if pixels is None else torch.from_numpy(pixels),
     )
 
+
+
+@SphereHierarchy.register_builder("healpix")
+def healpix_hierarchy(
+    nside: int,
+    levels: int,
+    *,
+    k: int | Sequence[int] = 8,
+    mask: np.ndarray | torch.Tensor | None = None,
+    kernel: str | float = "v2",
+    dtype: torch.dtype = torch.float32,
+) -> SphereHierarchy:
+    r"""HEALPix graphs at ``nside, nside/2, ..., nside/2^(levels-1)``, NEST ordered.
+
+    In NEST ordering the parent of pixel ``p`` at ``nside/2`` is ``p // 4``; with a mask
+    the ids are re-indexed to the kept nodes of each level.
+
+    **Partial sky.** ``mask`` (NEST, at the finest ``nside``) selects the observed
+    pixels; a coarser pixel is kept when *any* of its children is kept, so every
+    observed pixel has a parent and the coarse levels cover the observed region.
+    Such partial parents pool only their observed children; ``coverage`` records
+    the observed fraction of each node's area, so users can weight or drop them.
+
+    Args:
+        nside: finest resolution (power of two).
+        levels: number of graphs (``>= 1``, ``nside / 2^(levels-1) >= 1``).
+        k: neighbours per pixel, one value or one per level (finest first).
+        mask: finest-level mask (see :func:`healpix_graph`), NEST ordering.
+        kernel: edge-weight recipe, as in :func:`healpix_graph`.
+        dtype: floating dtype of the graphs.
+
+    Returns:
+        A :class:`~deepsphere_pyg.graphs.hierarchy.SphereHierarchy`, also reached as
+        ``SphereHierarchy.healpix(nside, levels, ...)``.
+    """
+    nside = check_nside(nside)
+    levels = check_positive_int(levels, "levels")
+    if nside >> (levels - 1) < 1:
+        raise ValueError(
+            f"levels={levels} halves nside={nside} below 1; use at most "
+            f"{nside.bit_length()} levels"
+        )
+    ks = [k] * levels if isinstance(k, int) else list(k)
+    if len(ks) != levels:
+        raise ValueError(f"k must be an int or a list of {levels} ints, got {k!r}")
+    if isinstance(mask, torch.Tensor):
+        mask = mask.detach().cpu().numpy()
+    pixels = None if mask is None else pixels_from_mask(mask, nside, True, True)
+
+    def parents(level: int, ids: np.ndarray | None) -> np.ndarray:
+        return (np.arange(hp.nside2npix(nside >> level)) if ids is None else ids) // 4
+
+    def build_level(level: int, ids: np.ndarray | None) -> SphereGraph:
+        return healpix_graph(nside >> level, k=ks[level], nest=True, mask=ids,
+                             kernel=kernel, check_ordering=False, dtype=dtype)
+
+    return SphereHierarchy.from_parents(
+        parents, levels, build_level, kept=pixels, area=np.ones(hp.nside2npix(nside)),
+        level_name=lambda level: f"level {level} (nside={nside >> level})")
 
 def _resolve_kernel(kernel: str | float, k: int, nside: int) -> tuple[str, float | None]:
     """Recipe name and width ``t`` (``None`` when computed from the edges, as for v1)."""

@@ -1,17 +1,19 @@
-"""Multi-resolution hierarchies of sphere graphs with child -> parent pooling indices."""
+"""Multi-resolution hierarchies of sphere graphs with child -> parent pooling indices.
+
+:class:`SphereHierarchy` is the container and :func:`coarsen` the one coarsening routine:
+each sampling's hierarchy builder (next to its sampling) gives the child -> parent map of
+its layout and calls it, so this module imports no sampling.
+"""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, NamedTuple
 
-import healpy as hp
 import numpy as np
 import torch
 
-from .checks import check_nside, check_positive_int, pixels_from_mask
-from .healpix import healpix_graph
 from .sphere_graph import SphereGraph
 
 
@@ -72,98 +74,79 @@ class SphereHierarchy:
         self.coverage = [torch.as_tensor(c, dtype=torch.float32) for c in coverage]
 
     # ---------------------------------------------------------------- builders
+    #: Hierarchy builder of each sampling, filled by the sampling modules
+    #: (:meth:`register_builder`); the container itself knows no sampling.
+    _builders: ClassVar[dict[str, Callable[..., SphereHierarchy]]] = {}
+
     @classmethod
-    def healpix(
-        cls,
-        nside: int,
-        levels: int,
-        *,
-        k: int | Sequence[int] = 8,
-        mask: np.ndarray | torch.Tensor | None = None,
-        kernel: str | float = "v2",
-        dtype: torch.dtype = torch.float32,
-    ) -> SphereHierarchy:
-        r"""HEALPix graphs at ``nside, nside/2, ..., nside/2^(levels-1)``, NEST ordered.
+    def register_builder(
+        cls, sampling: str
+    ) -> Callable[[Callable[..., SphereHierarchy]], Callable[..., SphereHierarchy]]:
+        """Decorator that makes ``builder`` the hierarchy builder of ``sampling``, reached
+        as ``SphereHierarchy.<sampling>(...)``."""
 
-        In NEST ordering the parent of pixel ``p`` at ``nside/2`` is ``p // 4``; with a mask
-        the ids are re-indexed to the kept nodes of each level.
+        def register(builder: Callable[..., SphereHierarchy]) -> Callable[..., SphereHierarchy]:
+            cls._builders[sampling] = builder
+            return builder
 
-        **Partial sky.** ``mask`` (NEST, at the finest ``nside``) selects the observed
-        pixels; a coarser pixel is kept when *any* of its children is kept, so every
-        observed pixel has a parent and the coarse levels cover the observed region.
-        Such partial parents pool only their observed children; ``coverage`` records
-        the observed fraction of each node's area, so users can weight or drop them.
+        return register
 
-        Args:
-            nside: finest resolution (power of two).
-            levels: number of graphs (``>= 1``, ``nside / 2^(levels-1) >= 1``).
-            k: neighbours per pixel, one value or one per level (finest first).
-            mask: finest-level mask (see :func:`healpix_graph`), NEST ordering.
-            kernel: edge-weight recipe, as in :func:`healpix_graph`.
-            dtype: floating dtype of the graphs.
-        """
-        nside = check_nside(nside)
-        levels = check_positive_int(levels, "levels")
-        if nside >> (levels - 1) < 1:
-            raise ValueError(
-                f"levels={levels} halves nside={nside} below 1; use at most "
-                f"{nside.bit_length()} levels"
-            )
-        ks = [k] * levels if isinstance(k, int) else list(k)
-        if len(ks) != levels:
-            raise ValueError(f"k must be an int or a list of {levels} ints, got {k!r}")
+    @classmethod
+    def _build(cls, sampling: str, *args: Any, **kwargs: Any) -> SphereHierarchy:
+        if sampling not in cls._builders:  # only when deepsphere_pyg.graphs is not imported
+            raise RuntimeError(f"no hierarchy builder registered for {sampling!r}; import "
+                               "deepsphere_pyg.graphs")
+        return cls._builders[sampling](*args, **kwargs)
 
-        npix = hp.nside2npix(nside)
-        if isinstance(mask, torch.Tensor):
-            mask = mask.detach().cpu().numpy()
-        pixels = None if mask is None else pixels_from_mask(mask, nside, True, True)
-        observed = np.ones(npix if pixels is None else pixels.size)
-
-        graphs, pool_index, coverage = [], [], []
-        for level in range(levels):
-            level_nside = nside >> level
-            if level:
-                parents = (np.arange(hp.nside2npix(level_nside * 2)) if pixels is None
-                           else pixels) // 4
-                if pixels is None:
-                    pool_index.append(torch.from_numpy(parents))
-                    observed = np.bincount(parents, weights=observed)
-                else:
-                    pixels, child_to_parent = np.unique(parents, return_inverse=True)
-                    pool_index.append(torch.from_numpy(child_to_parent.astype(np.int64)))
-                    observed = np.bincount(child_to_parent, weights=observed)
-            try:
-                graph = healpix_graph(level_nside, k=ks[level], nest=True, mask=pixels,
-                                      kernel=kernel, check_ordering=False, dtype=dtype)
-            except ValueError as error:
-                raise ValueError(f"level {level} (nside={level_nside}): {error}") from error
-            graphs.append(graph)
-            coverage.append(torch.from_numpy(observed / 4.0**level).float())
-        return cls(graphs, pool_index, coverage)
+    @classmethod
+    def healpix(cls, nside: int, levels: int, **kwargs: Any) -> SphereHierarchy:
+        """HEALPix graphs at ``nside, nside/2, ...``, NEST parent ``p // 4``:
+        :func:`~deepsphere_pyg.graphs.healpix.healpix_hierarchy`."""
+        return cls._build("healpix", nside, levels, **kwargs)
 
     @classmethod
     def equiangular(cls, nlat: int, levels: int, **kwargs: Any) -> SphereHierarchy:
         """Lat-lon grid pooled by 2x2 (lat x lon) blocks:
-        :func:`~deepsphere_pyg.graphs.equiangular.equiangular_hierarchy`."""
-        from .equiangular import equiangular_hierarchy
-
-        return equiangular_hierarchy(nlat, levels, **kwargs)
+        :func:`~deepsphere_pyg.graphs.equiangular_hierarchy.equiangular_hierarchy`."""
+        return cls._build("equiangular", nlat, levels, **kwargs)
 
     @classmethod
     def points(cls, lon: object, lat: object, levels: int, **kwargs: Any) -> SphereHierarchy:
         """Irregular point set (stations) pooled into occupied HEALPix cells:
-        :func:`~deepsphere_pyg.graphs.points.points_hierarchy`."""
-        from .points import points_hierarchy
-
-        return points_hierarchy(lon, lat, levels, **kwargs)
+        :func:`~deepsphere_pyg.graphs.points_hierarchy.points_hierarchy`."""
+        return cls._build("points", lon, lat, levels, **kwargs)
 
     @classmethod
     def icosahedral(cls, level: int, levels: int, **kwargs: Any) -> SphereHierarchy:
         """Subdivided icosahedron, cells of neighbouring vertices pooled:
         :func:`~deepsphere_pyg.graphs.icosahedral.icosahedral_hierarchy`."""
-        from .icosahedral import icosahedral_hierarchy
+        return cls._build("icosahedral", level, levels, **kwargs)
 
-        return icosahedral_hierarchy(level, levels, **kwargs)
+    @classmethod
+    def from_parents(
+        cls,
+        parents: Callable[[int, np.ndarray | None], np.ndarray],
+        levels: int,
+        build_level: Callable[[int, np.ndarray | None], SphereGraph],
+        *,
+        kept: np.ndarray | None = None,
+        area: np.ndarray | None = None,
+        level_name: Callable[[int], str] = lambda level: f"level {level}",
+    ) -> SphereHierarchy:
+        """Coarsen with :func:`coarsen` and build each level's graph on its kept nodes.
+
+        ``build_level(level, ids)`` returns the graph of ``level`` restricted to the node
+        ids ``ids`` of its full layout (``None``: all of them); a ``ValueError`` it raises
+        is re-raised prefixed by ``level_name(level)``.
+        """
+        coarsening = coarsen(parents, levels, kept=kept, area=area)
+        graphs = []
+        for level, ids in enumerate(coarsening.kept):
+            try:
+                graphs.append(build_level(level, ids))
+            except ValueError as error:
+                raise ValueError(f"{level_name(level)}: {error}") from error
+        return cls(graphs, coarsening.pool_index, coarsening.coverage)
 
     # ------------------------------------------------------------------- access
     def __len__(self) -> int:
@@ -189,3 +172,79 @@ class SphereHierarchy:
         sampling = self.graphs[0].sampling if "sampling" in self.graphs[0] else "sphere"
         return (f"{self.__class__.__name__}(sampling={sampling!r}, levels={len(self)}, "
                 f"num_nodes={self.num_nodes})")
+
+
+class Coarsening(NamedTuple):
+    """Kept nodes, pooling maps and coverage of every level (see :func:`coarsen`)."""
+
+    kept: list[np.ndarray | None]
+    pool_index: list[torch.Tensor]
+    coverage: list[torch.Tensor]
+
+
+def coarsen(
+    parents: Callable[[int, np.ndarray | None], np.ndarray],
+    levels: int,
+    *,
+    kept: np.ndarray | None = None,
+    area: np.ndarray | None = None,
+) -> Coarsening:
+    r"""Kept nodes, child -> parent maps and observed fractions of ``levels`` levels.
+
+    Every level has a full layout (all HEALPix pixels, all grid nodes, ...) and the
+    hierarchy keeps a subset of it. ``parents(level, ids)`` gives the parent (id in the
+    full layout of ``level + 1``) of the nodes ``ids`` of ``level``'s full layout, or of
+    every node of it when ``ids`` is ``None``.
+
+    * **Kept nodes.** With ``kept=None`` (full layout at the finest level) every level
+      is full and ``pool_index[l] = parents(l, None)``. Otherwise a coarse node is kept
+      when any of its children is: :math:`K_{l+1} = \mathrm{unique}(p_l(K_l))`, sorted,
+      and ``pool_index[l]`` maps each kept child to the position of its parent in
+      :math:`K_{l+1}`, so every kept parent has a child.
+    * **Coverage.** With ``area`` (``[N_0]`` area of each finest full-layout node),
+      ``coverage[l]`` is the observed fraction of each kept node's area,
+      :math:`c = \sum_{\text{kept finest descendants}} a / \sum_{\text{all}} a`;
+      ``area=None`` gives 1 everywhere (point sets, where an area is not defined).
+
+    Args:
+        parents: child -> parent map of the full layouts, ``[len(ids)]`` (or ``[N_l]``)
+            integer ids of level ``l + 1``.
+        levels: number of levels, finest first.
+        kept: sorted ids ``[K_0]`` of the kept finest nodes, or ``None``.
+        area: ``[N_0]`` node areas of the finest full layout, or ``None``.
+
+    Returns:
+        :class:`Coarsening` with ``kept`` (``levels`` id arrays, ``None`` for full levels),
+        ``pool_index`` (``levels - 1`` LongTensors ``[K_l]``) and ``coverage``
+        (``levels`` float tensors ``[K_l]``).
+    """
+    if area is None and kept is None:
+        raise ValueError("coarsen needs the finest node areas (area=) or the kept node ids "
+                         "(kept=): without either the level sizes are unknown")
+    total = observed = None
+    if area is not None:
+        total = np.asarray(area, dtype=np.float64)
+        observed = total if kept is None else np.where(
+            np.isin(np.arange(total.size), kept), total, 0.0)
+    kept_ids, pool_index, coverage = [kept], [], []
+    for level in range(levels):
+        if level:
+            full_parent = parents(level - 1, None) if kept is None or area is not None else None
+            if kept is None:
+                pool_index.append(torch.from_numpy(np.asarray(full_parent, dtype=np.int64)))
+            else:
+                kept, child_to_parent = np.unique(parents(level - 1, kept),
+                                                  return_inverse=True)
+                pool_index.append(torch.from_numpy(
+                    child_to_parent.reshape(-1).astype(np.int64)))
+            kept_ids.append(kept)
+            if area is not None:
+                total = np.bincount(full_parent, weights=total)
+                observed = np.bincount(full_parent, weights=observed)
+        if area is None:
+            coverage.append(torch.ones(len(kept)))
+        else:
+            fraction = observed / total
+            coverage.append(torch.from_numpy(fraction if kept is None else fraction[kept])
+                            .float())
+    return Coarsening(kept_ids, pool_index, coverage)

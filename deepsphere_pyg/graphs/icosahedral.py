@@ -484,6 +484,7 @@ def _mesh_graph(mesh: _Mesh, level: int, kernel: str | float, kept: np.ndarray |
 
 
 # ------------------------------------------------------------------------ hierarchy
+@SphereHierarchy.register_builder("icosahedral")
 def icosahedral_hierarchy(
     level: int,
     levels: int,
@@ -541,30 +542,16 @@ def icosahedral_hierarchy(
         if len(ks) != levels:
             raise ValueError(f"k must be None, an int or a list of {levels} ints, got {k!r}")
     full = _mesh(level)
-    kept = _kept_nodes(full.pos, mask, region)
-    observed = np.ones(full.pos.shape[0] if kept is None else kept.size)
-    descendants = np.ones(full.pos.shape[0])  # finest vertices per node, full sphere
+    pool_maps = [icosahedral_pool_index(level - step) for step in range(levels - 1)]
 
-    graphs, pool_index, coverage = [], [], []
-    for step in range(levels):
-        current = level - step
-        if step:
-            parent = icosahedral_pool_index(current + 1)
-            descendants = np.bincount(parent, weights=descendants)
-            if kept is None:
-                pool_index.append(torch.from_numpy(parent))
-                observed = np.bincount(parent, weights=observed)
-            else:
-                kept, child_to_parent = np.unique(parent[kept], return_inverse=True)
-                pool_index.append(torch.from_numpy(child_to_parent.astype(np.int64)))
-                observed = np.bincount(child_to_parent, weights=observed)
-        try:
-            graph = icosahedral_graph(current, neighbours=neighbours, k=ks[step],
-                                      kernel=kernel, mask=kept, isolated="raise",
-                                      dtype=dtype)
-        except ValueError as error:
-            raise ValueError(f"level {current} of the hierarchy: {error}") from error
-        graphs.append(graph)
-        total = descendants if kept is None else descendants[kept]
-        coverage.append(torch.from_numpy(observed / total).float())
-    return SphereHierarchy(graphs, pool_index, coverage)
+    def parents(step: int, ids: np.ndarray | None) -> np.ndarray:
+        return pool_maps[step] if ids is None else pool_maps[step][ids]
+
+    def build_level(step: int, ids: np.ndarray | None) -> SphereGraph:
+        return icosahedral_graph(level - step, neighbours=neighbours, k=ks[step],
+                                 kernel=kernel, mask=ids, isolated="raise", dtype=dtype)
+
+    return SphereHierarchy.from_parents(
+        parents, levels, build_level, kept=_kept_nodes(full.pos, mask, region),
+        area=np.ones(full.pos.shape[0]),
+        level_name=lambda step: f"level {level - step} of the hierarchy")

@@ -39,8 +39,9 @@ placed at the normalised mean of the group's unit vectors, and ``point_index`` r
 node of each input point. :func:`points_to_nodes` averages values given per point onto the
 nodes, :func:`nodes_to_points` copies node values back to the points.
 
-**Hierarchy.** :func:`points_hierarchy` pools the points into the occupied HEALPix cells of
-decreasing resolution, so every pooling layer works for any station network.
+**Hierarchy.** :func:`~deepsphere_pyg.graphs.points_hierarchy.points_hierarchy` pools the
+points into the occupied HEALPix cells of decreasing resolution, so every pooling layer
+works for any station network.
 """
 
 from __future__ import annotations
@@ -50,15 +51,13 @@ import numbers
 from collections.abc import Sequence
 from typing import Any
 
-import healpy as hp
 import numpy as np
 import scipy.sparse
 import torch
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from .checks import check_nside, check_positive_int
-from .hierarchy import SphereHierarchy
+from .checks import check_positive_int
 from .knn_graph import DUPLICATE_DIST2, check_kernel, keep_index, knn_graph
 from .lonlat import check_lonlat, lonlat_to_vec, region_mask, vec_to_lonlat
 from .sphere_graph import SphereGraph
@@ -71,8 +70,6 @@ POINT_KERNELS = ("auto", "global", "adaptive")
 #: 6 m on the Earth).
 DUPLICATE_DISTANCE_DEG = math.degrees(2.0 * math.asin(math.sqrt(DUPLICATE_DIST2) / 2.0))
 
-#: Largest HEALPix nside (order 29) considered by :func:`default_cells_nside`.
-_MAX_NSIDE = 1 << 29
 
 
 # ----------------------------------------------------------------------- public API
@@ -144,155 +141,10 @@ def points_graph(
             underflowing to 0 (a float ``t`` far too small).
         TypeError: ``kernel``, ``mask`` or ``dtype`` of the wrong type.
     """
-    graph, _ = _points_level(lon, lat, k=k, kernel=kernel, mask=mask, region=region,
+    graph, _ = points_level(lon, lat, k=k, kernel=kernel, mask=mask, region=region,
                              duplicates=duplicates, merge_distance=merge_distance,
                              isolated=isolated, dtype=dtype)
     return graph
-
-
-def points_hierarchy(
-    lon: object,
-    lat: object,
-    levels: int,
-    *,
-    k: int | Sequence[int] = 8,
-    kernel: str | float | Sequence[str | float] = "auto",
-    nside: int | None = None,
-    mask: object = None,
-    region: Sequence[float] | None = None,
-    duplicates: str = "raise",
-    merge_distance: float | None = None,
-    isolated: str = "raise",
-    dtype: torch.dtype = torch.float32,
-) -> SphereHierarchy:
-    r"""Points graph and the graphs of the HEALPix cells that hold the points.
-
-    Level 0 is :func:`points_graph`. Level ``l >= 1`` has one node per HEALPix cell at
-    :math:`n_\mathrm{side}^{(l)} = n_\mathrm{side} / 2^{l-1}` (NEST) that holds at least
-    one level-0 node; empty cells are dropped, so every coarse node has children and
-    pooling (average or max over children) is defined for any station network. A level-0
-    node belongs to the cell :func:`healpy.ang2pix` gives for its (lon, lat); a cell at
-    level ``l + 1`` is the NEST parent (``cell // 4``) of its level-``l`` cells.
-
-    **Node positions.** A cell's node sits at the normalised mean of the unit vectors of
-    the (kept) input points it holds (a merged node counts once per point), not at the
-    cell centre: the coarse graph follows where the data is (a cell with one station in a
-    corner is represented at that station), and a k-NN graph of such nodes keeps the
-    network's geometry at every level.
-
-    **Default nside.** The largest power of two for which the number of occupied cells is
-    at most :math:`N / 4` (``N`` level-0 nodes): about four nodes per coarse node on
-    average, as in HEALPix's 4-to-1 pooling (nside 1 if even that has more cells).
-
-    **Coarse graphs.** :func:`~deepsphere_pyg.graphs.knn_graph.knn_graph` of the cell nodes
-    with :math:`k_l = \min(k, N_l - 1)` and the same kernel rule (``"auto"`` =
-    ``"adaptive"``). They carry ``sampling="point_cells"``, ``nside``, ``nest=True``,
-    ``pixels`` (NEST ids of the cells), ``lon``, ``lat`` and ``num_points``.
-
-    **Coverage.** An area fraction is not defined for points: ``coverage`` is 1 for every
-    node; ``num_points`` (number of input points under each node) on each graph gives the
-    sampling density instead.
-
-    Args:
-        lon, lat: ``[P]`` coordinates in degrees (see :func:`points_graph`).
-        levels: number of graphs (``>= 1``), finest first.
-        k: neighbours per node, one value or one per level.
-        kernel: one rule for every level or one per level (:func:`points_graph`). A single
-            float :math:`t` is used at every level; give a list to scale it per level.
-        nside: resolution of the level-1 cells (power of two; default above). Needs
-            ``nside >= 2^(levels - 2)``.
-        mask, region, duplicates, merge_distance, isolated, dtype: as in
-            :func:`points_graph` (they act on level 0).
-
-    Returns:
-        A :class:`SphereHierarchy` whose ``pool_index[l]`` maps each level-``l`` node to
-        its level-``l + 1`` cell.
-
-    Raises:
-        ValueError: as :func:`points_graph`; ``levels`` needing an nside below 1; a level
-            with fewer than 2 occupied cells (use fewer ``levels``).
-    """
-    levels = check_positive_int(levels, "levels")
-    ks = [k] * levels if not isinstance(k, Sequence) else list(k)
-    kernels = ([kernel] * levels if isinstance(kernel, (str, numbers.Real))
-               else list(kernel))
-    if len(ks) != levels:
-        raise ValueError(f"k must be an int or a list of {levels} ints (levels={levels}), "
-                         f"got {k!r}")
-    if len(kernels) != levels:
-        raise ValueError(f"kernel must be one rule or a list of {levels} rules "
-                         f"(levels={levels}), got {kernel!r}")
-    kernels = [_resolve_kernel(rule) for rule in kernels]
-    for level in range(1, levels):
-        check_positive_int(ks[level], f"k[{level}]")
-
-    graph, nodes = _points_level(lon, lat, k=ks[0], kernel=kernels[0], mask=mask,
-                                 region=region, duplicates=duplicates,
-                                 merge_distance=merge_distance, isolated=isolated,
-                                 dtype=dtype)
-    node_pos, node_lon, node_lat, counts, negative_lon = nodes
-    if nside is None:
-        nside = default_cells_nside(node_lon, node_lat)
-    else:
-        nside = check_nside(nside)
-    if levels > 1 and nside >> (levels - 2) < 1:
-        raise ValueError(f"levels={levels} halves nside={nside} below 1 (level l >= 1 uses "
-                         f"nside / 2^(l-1)); use at most {nside.bit_length() + 1} levels or a "
-                         "larger nside")
-
-    graphs, pool_index = [graph], []
-    cells = hp.ang2pix(nside, node_lon, node_lat, nest=True, lonlat=True).astype(np.int64)
-    # Sum of the unit vectors of the input points under each node of the current level.
-    sums = node_pos * counts[:, None]
-    for level in range(1, levels):
-        level_nside = nside >> (level - 1)
-        if level > 1:
-            cells = cells // 4
-        pixels, parent = np.unique(cells, return_inverse=True)
-        parent = parent.reshape(-1)
-        num_cells = pixels.size
-        if num_cells < 2:
-            raise ValueError(
-                f"level {level} (nside={level_nside}) holds only {num_cells} occupied cell; "
-                f"a graph needs at least 2 nodes: use levels <= {level} (got levels="
-                f"{levels}) or a larger nside")
-        sums = _group_sum(sums, parent, num_cells)
-        counts = np.bincount(parent, weights=counts, minlength=num_cells).astype(np.int64)
-        pos = _normalise_rows(sums, pixels, level_nside)
-        cell_lon, cell_lat = _node_lonlat(pos, negative_lon)
-        try:
-            coarse = _knn(pos, k=min(ks[level], num_cells - 1), kernel=kernels[level],
-                          mask=None, isolated="raise", dtype=dtype, sampling="point_cells",
-                          nside=int(level_nside), nest=True)
-        except ValueError as error:
-            raise ValueError(f"level {level} (nside={level_nside}): {error}") from error
-        coarse.pixels = torch.from_numpy(pixels)
-        coarse.lon = torch.from_numpy(cell_lon).to(dtype)
-        coarse.lat = torch.from_numpy(cell_lat).to(dtype)
-        coarse.num_points = torch.from_numpy(counts)
-        graphs.append(coarse)
-        pool_index.append(torch.from_numpy(parent.astype(np.int64)))
-        cells = pixels
-    coverage = [torch.ones(int(g.num_nodes)) for g in graphs]
-    return SphereHierarchy(graphs, pool_index, coverage)
-
-
-def default_cells_nside(lon: object, lat: object) -> int:
-    r"""Largest power of two ``nside`` whose occupied HEALPix cells number at most
-    :math:`N / 4` for the ``N`` points ``(lon, lat)`` (degrees); 1 if none does.
-
-    The occupied-cell count never decreases with ``nside`` (each cell has one parent), so
-    the search doubles ``nside`` from 1 until the count exceeds :math:`N / 4`.
-    """
-    lon_a, lat_a = check_lonlat(lon, lat)
-    limit = lon_a.size / 4.0
-    nside = 1
-    while nside < _MAX_NSIDE:
-        finer = hp.ang2pix(2 * nside, lon_a, lat_a, nest=True, lonlat=True)
-        if np.unique(finer).size > limit:
-            break
-        nside *= 2
-    return nside
 
 
 def points_to_nodes(values: object, graph: SphereGraph, dim: int = 0) -> torch.Tensor:
@@ -371,7 +223,7 @@ def nodes_to_points(values: object, graph: SphereGraph, dim: int = 0,
 
 
 # ------------------------------------------------------------------ level 0 (points)
-def _points_level(
+def points_level(
     lon: object, lat: object, *, k: int, kernel: object, mask: object,
     region: Sequence[float] | None, duplicates: str, merge_distance: float | None,
     isolated: str, dtype: torch.dtype,
@@ -380,7 +232,7 @@ def _points_level(
     negative_lon)`` (``negative_lon``: whether any input longitude is negative)."""
     lon_a, lat_a = check_lonlat(lon, lat)
     num_points = lon_a.size
-    rule = _resolve_kernel(kernel)
+    rule = check_point_kernel(kernel)
     if duplicates not in ("raise", "merge"):
         raise ValueError(f"duplicates must be 'raise' or 'merge', got {duplicates!r}")
     if isolated not in ("raise", "drop"):
@@ -437,7 +289,7 @@ def _points_level(
     node_lon, node_lat = lon_a[first_point].copy(), lat_a[first_point].copy()
     merged = group_size > 1
     if merged.any():
-        node_lon[merged], node_lat[merged] = _node_lonlat(node_pos[merged], negative_lon)
+        node_lon[merged], node_lat[merged] = node_lonlat(node_pos[merged], negative_lon)
 
     graph = _knn(node_pos, k=k, kernel=rule, mask=node_mask, isolated=isolated, dtype=dtype,
                  sampling="points")
@@ -497,7 +349,7 @@ def merge_points(pos: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray
         rank = np.empty(num_groups, dtype=np.int64)
         rank[np.argsort(first, kind="stable")] = np.arange(num_groups)
         node_of_point = rank[node_of_point]
-        sums = _group_sum(pos, node_of_point, num_groups)
+        sums = group_sum(pos, node_of_point, num_groups)
         norms = np.linalg.norm(sums, axis=1)
         weak = norms < 1e-9 * np.bincount(node_of_point, minlength=num_groups)
         if weak.any():
@@ -516,7 +368,7 @@ def _knn(pos: np.ndarray, *, k: int, kernel: str | float, mask: np.ndarray | Non
                      sampling=sampling, dtype=dtype, **metadata)
 
 
-def _resolve_kernel(kernel: object) -> str | float:
+def check_point_kernel(kernel: object) -> str | float:
     """``"auto"`` -> ``"adaptive"``; other names and floats checked."""
     if isinstance(kernel, str):
         if kernel not in POINT_KERNELS:
@@ -568,24 +420,13 @@ def _check_dtype(dtype: object) -> None:
                         f"torch.float64), got {dtype!r}")
 
 
-def _group_sum(values: np.ndarray, group: np.ndarray, num_groups: int) -> np.ndarray:
+def group_sum(values: np.ndarray, group: np.ndarray, num_groups: int) -> np.ndarray:
     """``[num_groups, C]`` sums of the rows of ``values`` ``[M, C]`` by ``group``."""
     return np.stack([np.bincount(group, weights=values[:, c], minlength=num_groups)
                      for c in range(values.shape[1])], axis=1)
 
 
-def _normalise_rows(sums: np.ndarray, pixels: np.ndarray, nside: int) -> np.ndarray:
-    """Unit vectors of ``sums``; a (degenerate) zero sum falls back to the cell centre."""
-    norms = np.linalg.norm(sums, axis=1)
-    out = np.empty_like(sums)
-    ok = norms > 0
-    out[ok] = sums[ok] / norms[ok, None]
-    if not ok.all():
-        out[~ok] = np.stack(hp.pix2vec(nside, pixels[~ok], nest=True), axis=1)
-    return out
-
-
-def _node_lonlat(pos: np.ndarray, negative_lon: bool) -> tuple[np.ndarray, np.ndarray]:
+def node_lonlat(pos: np.ndarray, negative_lon: bool) -> tuple[np.ndarray, np.ndarray]:
     """Degrees of unit vectors, longitude in ``[-180, 180)`` or ``[0, 360)``."""
     lon, lat = vec_to_lonlat(pos)
     if negative_lon:

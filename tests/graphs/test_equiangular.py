@@ -14,10 +14,10 @@ from deepsphere_pyg.graphs.equiangular import (
     GRIDS,
     equiangular_graph,
     equiangular_grid,
-    equiangular_hierarchy,
     grid_to_nodes,
     nodes_to_grid,
 )
+from deepsphere_pyg.graphs.equiangular_hierarchy import equiangular_hierarchy
 
 # Sizes of small test grids (nlat per family, Clenshaw-Curtis has an odd count).
 SMALL = {"driscoll-healy": 8, "soft": 8, "clenshaw-curtis": 9, "gauss-legendre": 8}

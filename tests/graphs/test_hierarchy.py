@@ -75,3 +75,47 @@ def test_kernel_recipe_is_used_at_every_level(kernel):
     hierarchy = SphereHierarchy.healpix(8, 3, kernel=kernel)
     expected = "v1" if kernel == "v1" else "custom"
     assert all(g.kernel == expected for g in hierarchy.graphs)
+
+
+def test_coarsen_keeps_parents_of_kept_nodes_and_weights_coverage_by_area():
+    from deepsphere_pyg.graphs.hierarchy import coarsen
+
+    # Full layouts of 6 -> 3 -> 1 nodes; parents of level 0 are [0, 0, 1, 1, 2, 2].
+    maps = [np.array([0, 0, 1, 1, 2, 2]), np.array([0, 0, 0])]
+
+    def parents(level, ids):
+        return maps[level] if ids is None else maps[level][ids]
+
+    area = np.array([1.0, 3.0, 2.0, 2.0, 1.0, 1.0])
+    result = coarsen(parents, 3, kept=np.array([1, 4, 5]), area=area)
+    assert [k.tolist() for k in result.kept] == [[1, 4, 5], [0, 2], [0]]
+    assert [p.tolist() for p in result.pool_index] == [[0, 1, 1], [0, 0]]
+    np.testing.assert_allclose(result.coverage[0].numpy(), [1.0, 1.0, 1.0])
+    np.testing.assert_allclose(result.coverage[1].numpy(), [3.0 / 4.0, 1.0])
+    np.testing.assert_allclose(result.coverage[2].numpy(), [5.0 / 10.0])
+
+    full = coarsen(parents, 3, area=area)
+    assert full.kept == [None, None, None]
+    assert [p.tolist() for p in full.pool_index] == [maps[0].tolist(), maps[1].tolist()]
+    assert all(torch.all(c == 1) for c in full.coverage)
+
+    points = coarsen(parents, 2, kept=np.array([0, 2, 3]))  # no area: coverage 1
+    assert points.kept[1].tolist() == [0, 1]
+    assert [c.tolist() for c in points.coverage] == [[1.0, 1.0, 1.0], [1.0, 1.0]]
+    with pytest.raises(ValueError, match="area=.*kept="):
+        coarsen(parents, 2)
+
+
+def test_from_parents_names_the_level_that_fails():
+    maps = [np.array([0, 0, 1, 1])]
+
+    def build_level(level, ids):
+        if level == 1:
+            raise ValueError("too few nodes")
+        return SphereHierarchy.healpix(1, 1)[0]
+
+    with pytest.raises(ValueError, match="coarse level 1: too few nodes"):
+        SphereHierarchy.from_parents(
+            lambda level, ids: maps[level] if ids is None else maps[level][ids], 2,
+            build_level, area=np.ones(4), level_name=lambda level: f"coarse level {level}")
+

@@ -11,12 +11,11 @@ from scipy.sparse.csgraph import connected_components
 
 from deepsphere_pyg.graphs.points import (
     DUPLICATE_DISTANCE_DEG,
-    default_cells_nside,
     nodes_to_points,
     points_graph,
-    points_hierarchy,
     points_to_nodes,
 )
+from deepsphere_pyg.graphs.points_hierarchy import default_cells_nside, points_hierarchy
 
 #: alpha(8) of the width rule, from the published DeepSphere v2 table (t / mean k-NN d^2).
 ALPHA_8 = 0.1368

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepsphere_pyg.graphs import SphereHierarchy
-from deepsphere_pyg.graphs.equiangular import equiangular_hierarchy
+from deepsphere_pyg.graphs import SphereHierarchy, equiangular_hierarchy
 from deepsphere_pyg.graphs.equivariance import random_rotations, rotate_alm
 from deepsphere_pyg.scattering import FilterBank, HarmonicBackend, SphericalScattering
 from deepsphere_pyg.scattering.backend import ScatteringBackend

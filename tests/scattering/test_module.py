@@ -10,8 +10,7 @@ import pytest
 import torch
 from torch_geometric.data import Data, InMemoryDataset
 
-from deepsphere_pyg.graphs import SphereHierarchy
-from deepsphere_pyg.graphs.equiangular import equiangular_hierarchy
+from deepsphere_pyg.graphs import SphereHierarchy, equiangular_hierarchy
 from deepsphere_pyg.scattering import ScatteringTransform, SphericalScattering
 from deepsphere_pyg.scattering.module import default_band_limit, hierarchy_fingerprint
 from deepsphere_pyg.scattering.resolution import effective_nside
