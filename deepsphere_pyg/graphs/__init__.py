@@ -20,10 +20,10 @@ from .laplacian import (
     harmonic_scale,
     lambda_max_bound,
     laplacian,
-    laplacian_scipy,
     rescaled_laplacian,
 )
 from .lonlat import region_mask
+from .operator import laplacian_scipy
 from .points import nodes_to_points, points_graph, points_to_nodes
 from .points_hierarchy import points_hierarchy
 from .sphere_graph import SphereGraph

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .laplacian import estimate_lambda_max, rescaled_laplacian
-from .sparse_product import SparseOperator
+from .operator import SparseOperator, chebyshev_series
 from .sphere_graph import SphereGraph
 
 
@@ -73,14 +73,6 @@ def chebyshev_filter(
         lambda_max = estimate_lambda_max(graph, normalization)
     coefficients = chebyshev_coefficients(response, order, lambda_max)
     # scipy's kernel for one column on CPU (about 2x torch's there), torch's otherwise.
-    operator = SparseOperator(rescaled_laplacian(graph, normalization, lambda_max), x.dtype,
-                              autograd=x.requires_grad and torch.is_grad_enabled())
-    signal = x if x.dim() == 2 else x.unsqueeze(1)
-    previous, current = signal, operator(signal)
-    out = coefficients[0] * previous
-    if order > 1:
-        out = out + coefficients[1] * current
-    for coefficient in coefficients[2:]:
-        previous, current = current, operator.step(current, previous)
-        out = out + coefficient * current
-    return out if x.dim() == 2 else out.squeeze(1)
+    operator = SparseOperator.for_signals(rescaled_laplacian(graph, normalization, lambda_max),
+                                          x.dtype)
+    return chebyshev_series(x, operator, coefficients)

@@ -91,7 +91,7 @@ from scipy.spatial.transform import Rotation
 from ..openmp import single_threaded_openmp
 from .checks import check_positive_int
 from .harmonics import LeastSquaresAnalysis, alm_to_real, real_to_alm
-from .laplacian import laplacian_scipy
+from .operator import laplacian_scipy
 from .sphere_graph import SphereGraph
 
 __all__ = [

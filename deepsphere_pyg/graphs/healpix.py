@@ -20,6 +20,7 @@ from .knn import (
     neighbour_squared_distance,
     union_symmetric_weighted,
 )
+from .operator import numpy_float
 from .sphere_graph import SphereGraph
 
 
@@ -132,7 +133,7 @@ def healpix_graph(
     # Weights of the entries; the symmetrisation carries them to the edges (w_ij = w_ji
     # bitwise). What is no longer needed is freed before the edges (the largest arrays)
     # are allocated.
-    entry_weight = _heat_kernel_blocks(entry_dist2, t, _numpy_float(dtype))
+    entry_weight = _heat_kernel_blocks(entry_dist2, t, numpy_float(dtype, storage=True))
     del entry_dist2
     edge_index, weight = union_symmetric_weighted(neighbours, entry_weight, missing=missing)
     del entry_weight, neighbours
@@ -284,11 +285,6 @@ def _mean_over_edges(
     valid = neighbours >= 0
     total = entry_values.sum(where=valid, dtype=np.float64) + entry_values[missing].sum()
     return float(total / (np.count_nonzero(valid) + missing[0].size))
-
-
-def _numpy_float(dtype: torch.dtype) -> type[np.floating]:
-    """The numpy float type of a torch dtype (float64 where numpy has no equivalent)."""
-    return {torch.float16: np.float16, torch.float32: np.float32}.get(dtype, np.float64)
 
 
 def _heat_kernel_blocks(dist2: np.ndarray, t: float, out_dtype: type[np.floating]) -> np.ndarray:

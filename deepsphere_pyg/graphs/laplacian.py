@@ -6,9 +6,10 @@ For a weighted adjacency :math:`W` with degrees :math:`D = \mathrm{diag}(W \math
 * ``"sym"`` — symmetric normalised :math:`L = I - D^{-1/2} W D^{-1/2}`;
 * ``"rw"`` — random walk :math:`L = I - D^{-1} W`.
 
-These match :func:`torch_geometric.utils.get_laplacian` (nodes of zero degree get
-:math:`D^{-1} = 0`). The Chebyshev convolution uses the rescaled operator
-:math:`\tilde L = 2L / \lambda_\max - I`, whose spectrum lies in :math:`[-1, 1]`.
+(nodes of zero degree get :math:`D^{-1} = 0`). The Chebyshev filters use the rescaled
+operator :math:`\tilde L = 2L / \lambda_\max - I`, whose spectrum lies in :math:`[-1, 1]`.
+The matrices are assembled by :mod:`~deepsphere_pyg.graphs.operator`; this module gives
+them per graph.
 
 Functions taking a :class:`~deepsphere_pyg.graphs.SphereGraph` cache their result on the
 graph, so every layer sharing a graph computes each operator once.
@@ -16,85 +17,28 @@ graph, so every layer sharing a graph computes each operator once.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
-import scipy.sparse
 import scipy.sparse.linalg
 import torch
 
+from .operator import (
+    check_normalization,
+    laplacian_scipy,
+    numpy_float,
+    rescale,
+    scipy_to_torch_csr,
+)
 from .sphere_graph import SphereGraph
-
-NORMALIZATIONS = (None, "sym", "rw")
-
-
-def _check_normalization(normalization: str | None) -> None:
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(
-            f"normalization must be None (combinatorial), 'sym' or 'rw', got {normalization!r}"
-        )
-
-
-def _numpy_dtype(dtype: torch.dtype) -> type[np.floating]:
-    """float32 for float32 (and narrower) weights, float64 otherwise."""
-    return np.float32 if dtype in (torch.float32, torch.float16, torch.bfloat16) else np.float64
-
-
-def laplacian_scipy(
-    edge_index: torch.Tensor,
-    edge_weight: torch.Tensor | None = None,
-    num_nodes: int | None = None,
-    normalization: str | None = None,
-    dtype: type[np.floating] = np.float64,
-) -> scipy.sparse.csr_array:
-    """The Laplacian as a scipy CSR array ``[N, N]`` of ``dtype``, with sorted indices."""
-    _check_normalization(normalization)
-    row, col = edge_index.detach().cpu().numpy()
-    n = int(num_nodes) if num_nodes is not None else int(edge_index.max()) + 1
-    if edge_weight is None:
-        weight = np.ones(row.shape[0], dtype=dtype)
-    else:
-        weight = edge_weight.detach().cpu().numpy().astype(dtype, copy=False)
-    adjacency = scipy.sparse.csr_array(
-        scipy.sparse.coo_array((weight, (row, col)), shape=(n, n))
-    )
-    degree = np.asarray(adjacency.sum(axis=1)).ravel()
-    if normalization is None:
-        lap = scipy.sparse.diags_array(degree) - adjacency
-    else:
-        with np.errstate(divide="ignore"):
-            inv = 1.0 / (np.sqrt(degree) if normalization == "sym" else degree)
-        inv[~np.isfinite(inv)] = 0.0
-        left = scipy.sparse.diags_array(inv)
-        right = left if normalization == "sym" else scipy.sparse.identity(n, dtype=dtype)
-        lap = scipy.sparse.identity(n, dtype=dtype) - left @ adjacency @ right
-    lap = scipy.sparse.csr_array(lap, dtype=dtype)
-    lap.sort_indices()
-    return lap
-
-
-def scipy_to_torch_csr(matrix: scipy.sparse.csr_array, dtype: torch.dtype) -> torch.Tensor:
-    """A scipy CSR array as a ``torch.sparse_csr_tensor`` of the given dtype."""
-    matrix = scipy.sparse.csr_array(matrix)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        return torch.sparse_csr_tensor(
-            torch.from_numpy(matrix.indptr.astype(np.int64)),
-            torch.from_numpy(matrix.indices.astype(np.int64)),
-            torch.from_numpy(matrix.data).to(dtype),
-            size=matrix.shape,
-            check_invariants=False,
-        )
 
 
 def laplacian(graph: SphereGraph, normalization: str | None = "sym") -> torch.Tensor:
     """Laplacian of ``graph`` as a sparse CSR tensor ``[N, N]``, cached on the graph."""
-    _check_normalization(normalization)
+    check_normalization(normalization)
 
     def compute() -> torch.Tensor:
         lap = laplacian_scipy(graph.edge_index, graph.edge_weight, graph.num_nodes,
-                              normalization, dtype=_numpy_dtype(graph.edge_weight.dtype))
-        return scipy_to_torch_csr(lap, graph.edge_weight.dtype).to(graph.edge_weight.device)
+                              normalization, dtype=numpy_float(graph.edge_weight.dtype))
+        return scipy_to_torch_csr(lap, graph.edge_weight.dtype, device=graph.edge_weight.device)
 
     return graph.cached("laplacian", (normalization,), compute)
 
@@ -123,7 +67,7 @@ def lambda_max_bound(graph: SphereGraph, normalization: str | None = "sym") -> f
     2 for the normalised Laplacians; :math:`\max_{(i,j)} (d_i + d_j)` over edges for the
     combinatorial one (Anderson & Morley).
     """
-    _check_normalization(normalization)
+    check_normalization(normalization)
     if normalization is not None:
         return 2.0
     degree = graph.degree.double()
@@ -142,11 +86,11 @@ def estimate_lambda_max(
     :math:`[-1, 1]`). The random-walk Laplacian has the spectrum of the symmetric one.
     Cost: about 1.5 s at 786k nodes (nside 256, k=8) on two cores.
     """
-    _check_normalization(normalization)
+    check_normalization(normalization)
     similar = "sym" if normalization == "rw" else normalization
 
     def compute() -> float:
-        precision = _numpy_dtype(graph.edge_weight.dtype)
+        precision = numpy_float(graph.edge_weight.dtype)
         lap = laplacian_scipy(graph.edge_index, graph.edge_weight, graph.num_nodes, similar,
                               dtype=precision)
         n = lap.shape[0]
@@ -176,7 +120,7 @@ def rescaled_laplacian(
 
     The result is cached on the graph per ``(normalization, lambda_max)``.
     """
-    _check_normalization(normalization)
+    check_normalization(normalization)
     if lambda_max is None:
         lambda_max = estimate_lambda_max(graph, normalization)
     lambda_max = float(lambda_max)
@@ -185,10 +129,8 @@ def rescaled_laplacian(
 
     def compute() -> torch.Tensor:
         lap = laplacian_scipy(graph.edge_index, graph.edge_weight, graph.num_nodes,
-                              normalization, dtype=_numpy_dtype(graph.edge_weight.dtype))
-        scaled = (2.0 / lambda_max) * lap - scipy.sparse.identity(lap.shape[0], dtype=lap.dtype)
-        scaled = scipy.sparse.csr_array(scaled)
-        scaled.sort_indices()
-        return scipy_to_torch_csr(scaled, graph.edge_weight.dtype).to(graph.edge_weight.device)
+                              normalization, dtype=numpy_float(graph.edge_weight.dtype))
+        return scipy_to_torch_csr(rescale(lap, lambda_max), graph.edge_weight.dtype,
+                                  device=graph.edge_weight.device)
 
     return graph.cached("rescaled_laplacian", (normalization, lambda_max), compute)

@@ -8,21 +8,14 @@ from torch.nn import Parameter
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import zeros
 
-from .chebyshev_operator import (
-    ChebyshevOperator,
-    chebyshev_operator,
+from ..graphs.operator import (
+    EdgeOperator,
+    SparseOperator,
+    chebyshev_basis,
+    check_normalization,
     rescaled_laplacian_entries,
 )
-
-
-def _chebyshev_terms(x: Tensor, operator: ChebyshevOperator, order: int) -> list[Tensor]:
-    """``[T_0 x, ..., T_{order-1} x]`` by the recursion, one sparse product per term."""
-    terms = [x]
-    if order > 1:
-        terms.append(operator.mm(x))
-    while len(terms) < order:
-        terms.append(operator.addmm(terms[-2], terms[-1], beta=-1, alpha=2))
-    return terms
+from .chebyshev_operator import chebyshev_operator
 
 
 class _ChebyshevBasisLinear(torch.autograd.Function):
@@ -41,11 +34,11 @@ class _ChebyshevBasisLinear(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, operator: ChebyshevOperator, *weights: Tensor) -> Tensor:
+    def forward(ctx, x: Tensor, operator: SparseOperator, *weights: Tensor) -> Tensor:
         features = weights[0].shape[1]
         rows = x.numel() // features
         out = torch.mm(x.view(rows, features), weights[0].t())
-        basis = _chebyshev_terms(x, operator, len(weights))
+        basis = list(chebyshev_basis(x, operator, len(weights)))
         for term, weight in zip(basis[1:], weights[1:], strict=True):
             out.addmm_(term.view(rows, features), weight.t())
         # x and the weights are inputs: saved the checked way. The other terms are kept on
@@ -60,8 +53,8 @@ class _ChebyshevBasisLinear(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         x, *weights = ctx.saved_tensors
         # A second backward through a retained graph recomputes the freed terms.
-        terms = ctx.terms if ctx.terms is not None else _chebyshev_terms(
-            x, ctx.operator, len(weights))[1:]
+        terms = ctx.terms if ctx.terms is not None else list(chebyshev_basis(
+            x, ctx.operator, len(weights)))[1:]
         basis = [x, *terms]
         ctx.terms = terms = None
         order = len(weights)
@@ -157,10 +150,7 @@ class SphericalChebConv(torch.nn.Module):
                 f"in_channels must be an integer >= 1, got {in_channels!r} (lazy shapes, "
                 "PyG's -1, are not supported)"
             )
-        if normalization not in (None, "sym", "rw"):
-            raise ValueError(
-                f"normalization must be None, 'sym' or 'rw', got {normalization!r}"
-            )
+        check_normalization(normalization)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.normalization = normalization
@@ -202,9 +192,9 @@ class SphericalChebConv(torch.nn.Module):
         self._check_features(x)
         num_nodes = x.shape[0]
         if self._differentiable_weights(edge_weight):
-            apply = self._scatter_operator(edge_index, edge_weight, num_nodes, lambda_max,
-                                           batch, x.dtype)
-            return self._chebyshev(x, apply, lambda t, lin: lin(t))
+            operator = self._scatter_operator(edge_index, edge_weight, num_nodes,
+                                              lambda_max, batch, x.dtype)
+            return self._chebyshev(x, operator, lambda t, lin: lin(t))
         return self._fused(x, edge_index, edge_weight, num_nodes, lambda_max, batch)
 
     def _forward_shared(self, x, edge_index, edge_weight, batch, lambda_max) -> Tensor:
@@ -222,27 +212,22 @@ class SphericalChebConv(torch.nn.Module):
         # [B, N, F] -> [N, B * F]: a view when x came out of a previous layer.
         nodes_first = x.transpose(0, 1).reshape(num_nodes, size * features)
         if self._differentiable_weights(edge_weight):
-            apply = self._scatter_operator(edge_index, edge_weight, num_nodes, lambda_max,
-                                           None, x.dtype)
+            operator = self._scatter_operator(edge_index, edge_weight, num_nodes,
+                                              lambda_max, None, x.dtype)
 
             def combine(t: Tensor, lin: Linear) -> Tensor:
                 return lin(t.view(num_nodes, size, features))
 
-            out = self._chebyshev(nodes_first, apply, combine)  # [N, B, F_out]
+            out = self._chebyshev(nodes_first, operator, combine)  # [N, B, F_out]
             return out.transpose(0, 1)
         out = self._fused(nodes_first, edge_index, edge_weight, num_nodes, lambda_max, None)
         return out.view(num_nodes, size, -1).transpose(0, 1)
 
-    def _chebyshev(self, x: Tensor, apply, combine) -> Tensor:
-        t_prev = x
-        out = combine(t_prev, self.lins[0])
-        if len(self.lins) > 1:
-            t_curr = apply(t_prev)
-            out = out + combine(t_curr, self.lins[1])
-            for lin in self.lins[2:]:
-                t_next = 2.0 * apply(t_curr) - t_prev
-                out = out + combine(t_next, lin)
-                t_prev, t_curr = t_curr, t_next
+    def _chebyshev(self, x: Tensor, operator: EdgeOperator, combine) -> Tensor:
+        out = None
+        for term, lin in zip(chebyshev_basis(x, operator, len(self.lins)), self.lins,
+                             strict=True):
+            out = combine(term, lin) if out is None else out + combine(term, lin)
         if self.bias is not None:
             out = out + self.bias
         return out
@@ -251,7 +236,7 @@ class SphericalChebConv(torch.nn.Module):
     def _fused(self, x, edge_index, edge_weight, num_nodes, lambda_max, batch) -> Tensor:
         """The cached sparse operator and the fused basis/weights product: ``[N * B, F_out]``
         for ``x`` of shape ``[N, B * F_in]``."""
-        operator: ChebyshevOperator = chebyshev_operator(
+        operator = chebyshev_operator(
             edge_index, edge_weight, num_nodes, self.normalization, lambda_max, batch, x.dtype)
         weights = [lin.weight for lin in self.lins]
         out = _ChebyshevBasisLinear.apply(x.contiguous(), operator, *weights)
@@ -259,17 +244,11 @@ class SphericalChebConv(torch.nn.Module):
         # allocation of the full output on CPU.
         return out if self.bias is None else out.add_(self.bias)
 
-    def _scatter_operator(self, edge_index, edge_weight, num_nodes, lambda_max, batch, dtype):
+    def _scatter_operator(self, edge_index, edge_weight, num_nodes, lambda_max, batch,
+                          dtype) -> EdgeOperator:
         """Differentiable in ``edge_weight``: the operator as (index, value) pairs."""
-        index, value = rescaled_laplacian_entries(edge_index, edge_weight, num_nodes,
-                                                  self.normalization, lambda_max, batch, dtype)
-        source, target = index
-
-        def apply(h: Tensor) -> Tensor:
-            out = torch.zeros_like(h)
-            return out.index_add(0, target, value.view(-1, 1) * h[source])
-
-        return apply
+        return EdgeOperator(*rescaled_laplacian_entries(
+            edge_index, edge_weight, num_nodes, self.normalization, lambda_max, batch, dtype))
 
     @staticmethod
     def _differentiable_weights(edge_weight: Tensor | None) -> bool:

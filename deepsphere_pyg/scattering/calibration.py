@@ -76,6 +76,7 @@ import numpy as np
 import torch
 from scipy.interpolate import PchipInterpolator
 
+from ..graphs.operator import check_normalization
 from ..graphs.sphere_graph import SphereGraph
 from .resolution import effective_nside
 
@@ -102,9 +103,6 @@ MAX_PAIRS = 1 << 20
 #: :math:`\ell \Delta\theta < 10^{-2}` within a bin up to :math:`\ell = 3 n_\mathrm{side}`,
 #: and the error is of second order in it (relative 2e-8 measured at nside 32, k = 20).
 BINS = 4096
-
-_NORMALIZATIONS = (None, "sym", "rw")
-
 
 def _check_lmax(lmax: object) -> int:
     if isinstance(lmax, bool) or not isinstance(lmax, numbers.Integral) or lmax < 1:
@@ -202,8 +200,7 @@ def expected_rayleigh_quotients(
     Returns:
         ``[lmax + 1]`` float64 expected Rayleigh quotients.
     """
-    if normalization not in _NORMALIZATIONS:
-        raise ValueError(f"normalization must be None, 'sym' or 'rw', got {normalization!r}")
+    check_normalization(normalization)
     lmax = _check_lmax(lmax)
     n = int(graph.num_nodes)
     row, col = (t.detach().cpu().numpy() for t in graph.edge_index)

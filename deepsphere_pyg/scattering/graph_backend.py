@@ -108,7 +108,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -121,8 +120,18 @@ import torch
 from torch import nn
 
 from ..graphs.hierarchy import SphereHierarchy
-from ..graphs.laplacian import estimate_lambda_max, laplacian_scipy, scipy_to_torch_csr
-from ..graphs.sparse_product import SparseOperator
+from ..graphs.laplacian import estimate_lambda_max
+from ..graphs.operator import (
+    SparseOperator,
+    chebyshev_basis,
+    chebyshev_series,
+    check_normalization,
+    gershgorin_bound,
+    laplacian_scipy,
+    numpy_float,
+    rescale,
+    scipy_to_torch_csr,
+)
 from ..graphs.sphere_graph import SphereGraph
 from ..nn.sphere_pool import sphere_pool
 from .backend import check_backend_arguments, check_maps
@@ -172,8 +181,6 @@ SCALING_CUTOFF = 0.5
 #: How :math:`\lambda_\max` of each level is obtained.
 LAMBDA_MAX_METHODS = ("bound", "lanczos")
 
-_NORMALIZATIONS = (None, "sym", "rw")
-
 
 @dataclass
 class LevelPlan:
@@ -222,38 +229,24 @@ def chebyshev_operator(graph: SphereGraph, normalization: str | None = None,
     estimate_lambda_max`. The matrix is a CSR tensor with int32 indices where they fit
     (half the index memory and traffic of int64), in the graph's dtype and on its device.
     """
-    if normalization not in _NORMALIZATIONS:
-        raise ValueError(f"normalization must be None (combinatorial), 'sym' or 'rw', "
-                         f"got {normalization!r}")
+    check_normalization(normalization)
     if lambda_max not in LAMBDA_MAX_METHODS:
         raise ValueError(f"lambda_max must be one of {LAMBDA_MAX_METHODS}, got {lambda_max!r}")
 
     def compute() -> tuple[torch.Tensor, float]:
         dtype = graph.edge_weight.dtype
-        precision = np.float32 if dtype in (torch.float16, torch.bfloat16, torch.float32) \
-            else np.float64
         lap = laplacian_scipy(graph.edge_index, graph.edge_weight, graph.num_nodes,
-                              normalization, dtype=precision)
+                              normalization, dtype=numpy_float(dtype))
         if lambda_max == "bound":
-            row_sums = np.add.reduceat(np.abs(lap.data), lap.indptr[:-1]) \
-                if lap.nnz else np.zeros(1)
-            row_sums[np.diff(lap.indptr) == 0] = 0.0
-            top = float(row_sums.max()) * (1.0 + 1e-6)
+            top = gershgorin_bound(lap) * (1.0 + 1e-6)
         else:
             top = float(estimate_lambda_max(graph, normalization))
         if not top > 0:
             raise ValueError("graph has no edges: its Laplacian is zero")
-        lap *= 2.0 / top
-        lap.setdiag(lap.diagonal() - 1.0)
-        lap.sort_indices()
-        index = torch.int32 if lap.nnz < 2**31 - 1 else torch.int64
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-            matrix = torch.sparse_csr_tensor(
-                torch.from_numpy(lap.indptr).to(index),
-                torch.from_numpy(lap.indices).to(index),
-                torch.from_numpy(lap.data).to(dtype), size=lap.shape,
-                device=graph.edge_weight.device, check_invariants=False)
+        scaled = rescale(lap, top)
+        index = torch.int32 if scaled.nnz < 2**31 - 1 else torch.int64
+        matrix = scipy_to_torch_csr(scaled, dtype, index_dtype=index,
+                                    device=graph.edge_weight.device)
         return matrix, top
 
     return graph.cached("scattering_chebyshev_operator", (normalization, lambda_max), compute)
@@ -322,9 +315,7 @@ def degree_filter(
     Returns:
         The filtered signals, shape of ``x``.
     """
-    if normalization not in _NORMALIZATIONS:
-        raise ValueError(f"normalization must be None (combinatorial), 'sym' or 'rw', "
-                         f"got {normalization!r}")
+    check_normalization(normalization)
     if lambda_max not in LAMBDA_MAX_METHODS:
         raise ValueError(f"lambda_max must be one of {LAMBDA_MAX_METHODS}, got {lambda_max!r}")
     n = int(graph.num_nodes)
@@ -333,15 +324,7 @@ def degree_filter(
     matrix, top = chebyshev_operator(graph, normalization, lambda_max)
     coefficients = kernel_coefficients(kernel, degree_calibration(graph, normalization),
                                        _check_order(order), top)
-    operator = SparseOperator(matrix, x.dtype,
-                         torch.is_grad_enabled() and x.requires_grad)
-    signal = x if x.dim() == 2 else x.unsqueeze(1)
-    previous, current = signal, operator(signal)
-    out = coefficients[0] * previous + coefficients[1] * current
-    for c in coefficients[2:]:
-        previous, current = current, operator.step(current, previous)
-        out = out + c * current
-    return out if x.dim() == 2 else out.squeeze(1)
+    return chebyshev_series(x, SparseOperator.for_signals(matrix, x.dtype), coefficients)
 
 
 class GraphBackend(nn.Module):
@@ -401,9 +384,7 @@ class GraphBackend(nn.Module):
     ) -> None:
         super().__init__()
         depth, output_level = check_backend_arguments(hierarchy, bank, depth, output_level)
-        if normalization not in _NORMALIZATIONS:
-            raise ValueError(f"normalization must be None (combinatorial), 'sym' or 'rw', "
-                             f"got {normalization!r}")
+        check_normalization(normalization)
         if lambda_max not in LAMBDA_MAX_METHODS:
             raise ValueError(f"lambda_max must be one of {LAMBDA_MAX_METHODS}, "
                              f"got {lambda_max!r}")
@@ -582,14 +563,14 @@ class GraphBackend(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def _filter(self, level: int, signals: list[torch.Tensor],
-                requests: list[list[str]], autograd: bool) -> list[dict[str, torch.Tensor]]:
+                requests: list[list[str]]) -> list[dict[str, torch.Tensor]]:
         """Apply the filters ``requests[i]`` of ``level`` to ``signals[i]`` ``[N, F_i]``,
         sharing one Chebyshev recurrence; returns ``{name: [N, F_i]}`` per signal."""
         plan = self.plans[level]
         widths = [s.shape[1] for s in signals]
         starts = np.concatenate([[0], np.cumsum(widths)]).tolist()
         x = torch.cat(signals, dim=1) if len(signals) > 1 else signals[0]
-        operator = SparseOperator(getattr(self, f"operator_{level}"), x.dtype, autograd)
+        operator = SparseOperator.for_signals(getattr(self, f"operator_{level}"), x.dtype)
         # Per filter: contiguous column runs of the signals requesting it.
         runs: dict[str, list[tuple[int, int]]] = {}
         for i, names in enumerate(requests):
@@ -603,12 +584,9 @@ class GraphBackend(nn.Module):
         out = {(name, span): x[:, span[0]:span[1]] * coefficients[name][0]
                for name, spans in runs.items() for span in spans}
         terms = max(len(c) for c in coefficients.values())
-        previous, current = x, None
-        for k in range(1, terms):
-            if current is None:
-                current = operator(x)
-            else:
-                previous, current = current, operator.step(current, previous)
+        basis = chebyshev_basis(x, operator, terms)
+        next(basis)  # T_0 x: already in out
+        for k, current in enumerate(basis, start=1):
             for (name, span), value in out.items():
                 c = coefficients[name][k] if k < len(coefficients[name]) else 0.0
                 if c != 0.0:
@@ -621,7 +599,7 @@ class GraphBackend(nn.Module):
         return results
 
     def _filter_groups(self, level: int, signals: list[torch.Tensor],
-                       requests: list[list[str]], autograd: bool
+                       requests: list[list[str]]
                        ) -> list[dict[str, torch.Tensor]]:
         """:meth:`_filter` on groups of signals needing the same number of terms (a
         product costs about the same per column, so short expansions run apart)."""
@@ -631,7 +609,7 @@ class GraphBackend(nn.Module):
         for length in sorted(set(terms)):
             members = [i for i, t in enumerate(terms) if t == length]
             group = self._filter(level, [signals[i] for i in members],
-                                 [requests[i] for i in members], autograd)
+                                 [requests[i] for i in members])
             for i, result in zip(members, group, strict=True):
                 results[i] = result
         return results
@@ -653,7 +631,7 @@ class GraphBackend(nn.Module):
                 keys = [key for key in pending if self._requests(key, level)[0]]
                 plans = [self._requests(key, level) for key in keys]
                 results = self._filter_groups(level, [pending[key] for key in keys],
-                                              [names for names, _ in plans], autograd)
+                                              [names for names, _ in plans])
                 pending = {}
                 for (path, role), (_, moves), result in zip(keys, plans, results, strict=True):
                     if role != "phi":
@@ -667,7 +645,7 @@ class GraphBackend(nn.Module):
                 arriving = self._move_down(level, moving)
         stacked = torch.cat([outputs[p.scales] for p in self.paths], dim=1)
         if self.interpolation is not None:
-            stacked = SparseOperator(self.interpolation, stacked.dtype, autograd)(stacked)
+            stacked = SparseOperator.for_signals(self.interpolation, stacked.dtype)(stacked)
         n_out = stacked.shape[0]
         stacked = stacked.reshape(n_out, len(self.paths), batch, channels)
         return stacked.permute(2, 0, 3, 1)
