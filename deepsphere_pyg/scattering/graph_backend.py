@@ -108,34 +108,32 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 import numpy as np
-import scipy.fft
-import scipy.sparse
 import torch
 from torch import nn
 
 from ..graphs.hierarchy import SphereHierarchy
-from ..graphs.laplacian import estimate_lambda_max
 from ..graphs.operator import (
     SparseOperator,
     chebyshev_basis,
-    chebyshev_series,
     check_normalization,
-    gershgorin_bound,
-    laplacian_scipy,
-    numpy_float,
-    rescale,
     scipy_to_torch_csr,
 )
-from ..graphs.sphere_graph import SphereGraph
 from ..nn.sphere_pool import sphere_pool
 from .backend import check_backend_arguments, check_maps
-from .calibration import DegreeMap, degree_calibration, pooling_gain
+from .calibration import degree_calibration, pooling_gain
+from .degree_filter import (
+    DEFAULT_ORDER,
+    LAMBDA_MAX_METHODS,
+    chebyshev_operator,
+    check_order,
+    degree_filter,
+    kernel_coefficients,
+)
 from .filters import FilterBank, k_lambda
 from .resolution import effective_nside, interpolation_matrix, level_for_band_limit
 
@@ -151,9 +149,6 @@ __all__ = [
     "degree_filter",
     "kernel_coefficients",
 ]
-
-#: Chebyshev terms of a filter whose band ends at its level's resolution.
-DEFAULT_ORDER = 30
 
 #: Resolution margin of the wavelet placement: wavelet :math:`j` goes to the coarsest
 #: level with effective nside :math:`\ge` ``WAVELET_MARGIN`` :math:`\lambda^{j+1}`.
@@ -178,9 +173,6 @@ DOWN_MIN_ORDER_FACTOR = 0.5
 #: docstring).
 SCALING_CUTOFF = 0.5
 
-#: How :math:`\lambda_\max` of each level is obtained.
-LAMBDA_MAX_METHODS = ("bound", "lanczos")
-
 
 @dataclass
 class LevelPlan:
@@ -203,128 +195,11 @@ class LevelPlan:
     coefficients: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def _check_order(order: Any) -> int:
-    if isinstance(order, bool) or not isinstance(order, numbers.Integral) or order < 2:
-        raise ValueError(f"order (Chebyshev terms per filter) must be an integer >= 2, "
-                         f"got {order!r}")
-    return int(order)
-
-
 def _check_margin(margin: Any) -> float:
     if isinstance(margin, bool) or not isinstance(margin, numbers.Real) \
             or not (math.isfinite(margin) and margin > 0):
         raise ValueError(f"margin must be a positive number, got {margin!r}")
     return float(margin)
-
-
-def chebyshev_operator(graph: SphereGraph, normalization: str | None = None,
-                       lambda_max: str = "bound") -> tuple[torch.Tensor, float]:
-    r"""The rescaled Laplacian :math:`\tilde L = 2L/\lambda_\max - I` of ``graph`` and
-    :math:`\lambda_\max`, cached on the graph.
-
-    ``lambda_max="bound"``: Gershgorin's bound :math:`\max_i \sum_j |L_{ij}|` of the
-    assembled Laplacian (:math:`2 \max_i d_i` for the combinatorial one; one pass over
-    its entries, where :func:`~deepsphere_pyg.graphs.laplacian.lambda_max_bound` took
-    8 s at nside 1024); ``"lanczos"``: :func:`~deepsphere_pyg.graphs.laplacian.
-    estimate_lambda_max`. The matrix is a CSR tensor with int32 indices where they fit
-    (half the index memory and traffic of int64), in the graph's dtype and on its device.
-    """
-    check_normalization(normalization)
-    if lambda_max not in LAMBDA_MAX_METHODS:
-        raise ValueError(f"lambda_max must be one of {LAMBDA_MAX_METHODS}, got {lambda_max!r}")
-
-    def compute() -> tuple[torch.Tensor, float]:
-        dtype = graph.edge_weight.dtype
-        lap = laplacian_scipy(graph.edge_index, graph.edge_weight, graph.num_nodes,
-                              normalization, dtype=numpy_float(dtype))
-        if lambda_max == "bound":
-            top = gershgorin_bound(lap) * (1.0 + 1e-6)
-        else:
-            top = float(estimate_lambda_max(graph, normalization))
-        if not top > 0:
-            raise ValueError("graph has no edges: its Laplacian is zero")
-        scaled = rescale(lap, top)
-        index = torch.int32 if scaled.nnz < 2**31 - 1 else torch.int64
-        matrix = scipy_to_torch_csr(scaled, dtype, index_dtype=index,
-                                    device=graph.edge_weight.device)
-        return matrix, top
-
-    return graph.cached("scattering_chebyshev_operator", (normalization, lambda_max), compute)
-
-
-def kernel_coefficients(
-    kernel: Callable[[np.ndarray], np.ndarray],
-    degree_map: DegreeMap,
-    terms: int,
-    lambda_max: float,
-) -> np.ndarray:
-    r"""Chebyshev coefficients ``[terms]`` of :math:`\mu \mapsto \kappa(\ell(\mu))` on
-    :math:`[0, \lambda_\max]`, interpolating at the Chebyshev-Lobatto points
-    :math:`\mu_k = \tfrac{\lambda_\max}{2}(1 + \cos(\pi k / (K - 1)))` (via a type-1
-    DCT).
-
-    The Lobatto points include both ends of the spectrum, so :math:`\mu = 0` is filtered
-    exactly: a constant map gets :math:`\kappa(0)` (1 for :math:`\Phi` and the low-passes,
-    0 for the wavelets) up to rounding, where interpolation at the first-kind points left
-    errors of a few percent of the map's mean in the wavelet coefficients.
-
-    Args:
-        kernel: vectorised :math:`\kappa(\ell)`.
-        degree_map: the graph's calibration :math:`\ell(\mu)`.
-        terms: number of coefficients :math:`K \ge 2`.
-        lambda_max: upper end of the spectrum.
-    """
-    terms = _check_order(terms)
-    if not (math.isfinite(lambda_max) and lambda_max > 0):
-        raise ValueError(f"lambda_max must be positive and finite, got {lambda_max!r}")
-    n = terms - 1
-    nodes = 0.5 * lambda_max * (1.0 + np.cos(np.pi * np.arange(n + 1) / n))
-    values = np.asarray(kernel(degree_map.degree(nodes)), dtype=np.float64)
-    coefficients = scipy.fft.dct(values, type=1) / n
-    coefficients[0] /= 2.0
-    coefficients[-1] /= 2.0
-    return coefficients
-
-
-def degree_filter(
-    graph: SphereGraph,
-    x: torch.Tensor,
-    kernel: Callable[[np.ndarray], np.ndarray],
-    *,
-    order: int = DEFAULT_ORDER,
-    normalization: str | None = None,
-    lambda_max: str = "bound",
-) -> torch.Tensor:
-    r"""Apply a kernel given per degree, :math:`\kappa(\ell)`, on a graph as
-    :math:`\kappa(\ell(L))`: the Chebyshev expansion of :func:`kernel_coefficients` with
-    the graph's calibrated :math:`\ell(\mu)`
-    (:func:`~deepsphere_pyg.scattering.calibration.degree_calibration`), applied with the
-    three-term recurrence on :math:`\tilde L = 2L/\lambda_\max - I`.
-
-    The filters of :class:`GraphBackend` are computed the same way (one level at a time).
-
-    Args:
-        graph: the graph.
-        x: signals ``[N]`` or ``[N, F]``.
-        kernel: vectorised :math:`\kappa(\ell)` on float degrees, e.g.
-            ``partial(bank.wavelet, j=3)`` or ``bank.scaling``.
-        order: Chebyshev terms.
-        normalization: Laplacian, ``None`` (combinatorial), ``"sym"`` or ``"rw"``.
-        lambda_max: ``"bound"`` or ``"lanczos"`` (module docstring).
-
-    Returns:
-        The filtered signals, shape of ``x``.
-    """
-    check_normalization(normalization)
-    if lambda_max not in LAMBDA_MAX_METHODS:
-        raise ValueError(f"lambda_max must be one of {LAMBDA_MAX_METHODS}, got {lambda_max!r}")
-    n = int(graph.num_nodes)
-    if not isinstance(x, torch.Tensor) or x.dim() not in (1, 2) or x.shape[0] != n:
-        raise ValueError(f"x must be a tensor [N] or [N, F] with N={n}")
-    matrix, top = chebyshev_operator(graph, normalization, lambda_max)
-    coefficients = kernel_coefficients(kernel, degree_calibration(graph, normalization),
-                                       _check_order(order), top)
-    return chebyshev_series(x, SparseOperator.for_signals(matrix, x.dtype), coefficients)
 
 
 class GraphBackend(nn.Module):
@@ -391,7 +266,7 @@ class GraphBackend(nn.Module):
         self.bank = bank
         self.depth = depth
         self.output_level = output_level
-        self.order = _check_order(order)
+        self.order = check_order(order)
         self.margin = _check_margin(margin)
         self.normalization = normalization
         self.lambda_max_method = lambda_max
