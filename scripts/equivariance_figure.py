@@ -79,12 +79,12 @@ from deepsphere_pyg.graphs import (
     laplacian_scipy,
 )
 from deepsphere_pyg.graphs.equivariance import (
-    _make_probe,  # shared probe, see shared_probe_curves
     default_lmax,
     equivariance_error,
     random_rotations,
     rotate_alm,
 )
+from deepsphere_pyg.graphs.equivariance_probe import make_probe  # see shared_probe_curves
 from deepsphere_pyg.io import provenance_lines, publish_report
 from deepsphere_pyg.openmp import single_threaded_openmp
 from deepsphere_pyg.plots import save_figure
@@ -228,7 +228,7 @@ def shared_probe_curves(graphs: dict[str, SphereGraph], degrees: Sequence[int],
     :func:`~deepsphere_pyg.graphs.equivariance.equivariance_samples` draws the fields,
     rotates them and (other samplings) factorises the harmonic fit for every call; the
     graphs of a panel share their nodes, so one probe of the library (its
-    ``_make_probe``, the one :func:`~deepsphere_pyg.graphs.equivariance.tune_kernel_width`
+    ``make_probe``, the one :func:`~deepsphere_pyg.graphs.equivariance.tune_kernel_width`
     reuses across widths) serves them all. With the same seed and degrees it draws what
     ``equivariance_samples`` draws, so the results are those of separate calls (checked
     in :func:`check_library_convention`); a Driscoll-Healy grid of 12433 nodes saves two
@@ -243,7 +243,7 @@ def shared_probe_curves(graphs: dict[str, SphereGraph], degrees: Sequence[int],
     curves = {}
     with single_threaded_openmp():
         tic = time.perf_counter()
-        probe = _make_probe(first, degrees, *draws, seed, method, None)
+        probe = make_probe(first, degrees, *draws, seed, method, None)
         print(f"  probe ({method}, {int(first.num_nodes)} nodes): "
               f"{time.perf_counter() - tic:.1f} s", file=sys.stderr)
         for name, graph in graphs.items():
