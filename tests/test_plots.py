@@ -59,7 +59,9 @@ def graphs():
 def captured(monkeypatch):
     """Figures handed to save_figure, kept instead of written."""
     figures = []
-    monkeypatch.setattr(plots, "save_figure", lambda figure, path, dpi=100: figures.append(figure))
+    for module in (plots.sphere, plots.training):
+        monkeypatch.setattr(module, "save_figure",
+                            lambda figure, path, dpi=100: figures.append(figure))
     return figures
 
 
@@ -208,7 +210,7 @@ HISTORY = [
 
 
 def test_learning_curves_with_missing_keys(tmp_path):
-    assert plots._learning_curve_panels(HISTORY) == (["loss", "accuracy"], True)
+    assert plots.training._learning_curve_panels(HISTORY) == (["loss", "accuracy"], True)
     path = tmp_path / "curves.png"
     plots.plot_learning_curves(HISTORY, path)
     read_png(path, shape=(300, 1200))  # three 4 x 3 inch panels

@@ -1,9 +1,8 @@
-r"""Figures of sphere graphs, node signals and training runs, written as PNG files.
+r"""Sphere maps and graph pictures: node signals in Mollweide view, and sphere graphs.
 
-Matplotlib is an optional dependency (``pip install 'deepsphere_pyg[plot]'``), imported
-when a function is called. Figures are plain :class:`matplotlib.figure.Figure` objects
-drawn by the Agg canvas, so nothing here touches pyplot's global state: the backend
-of an interactive session is left alone and no figure is left open.
+:func:`plot_maps` draws node signals of a graph side by side; :func:`plot_graph` draws
+a graph's edges seen from outside and its weighted degree. Both write PNG files through
+:func:`~deepsphere_pyg.plots.figure.save_figure`.
 
 **Mollweide panels** (:func:`plot_maps`, the degree panel of :func:`plot_graph`) use the
 projection of :class:`healpy.projector.MollweideProj`, the one of :func:`healpy.mollview`:
@@ -26,30 +25,26 @@ from __future__ import annotations
 
 import math
 import os
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import healpy as hp
 import numpy as np
 import torch
 
-from .graphs.lonlat import vec_to_lonlat
-from .graphs.sphere_graph import SphereGraph
-from .io import atomic_path
+from ..graphs.lonlat import vec_to_lonlat
+from ..graphs.sphere_graph import SphereGraph
+from .figure import float_array, import_matplotlib, new_figure, save_figure
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
 
 __all__ = [
+    "MAX_SCATTER_POINTS",
     "MISSING_COLOR",
     "WINDOW_NODES",
-    "plot_confusion_matrix",
     "plot_graph",
-    "plot_learning_curves",
     "plot_maps",
-    "save_figure",
 ]
 
 #: Colour of missing values: pixels outside a partial-sky mask, ``NaN`` node values.
@@ -66,82 +61,11 @@ WINDOW_NODES = 1000
 #: Width (pixels) of the rasterised HEALPix Mollweide image.
 _MOLLWEIDE_XSIZE = 800
 
-#: Metric prefixes of :func:`plot_learning_curves`, in drawing order.
-_SPLITS = ("train", "val", "test")
-
-
-# ------------------------------------------------------------------------ matplotlib
-def _matplotlib() -> Any:
-    """The ``matplotlib`` module, or an ImportError that says how to install it."""
-    try:
-        import matplotlib
-        import matplotlib.backends.backend_agg  # noqa: F401 - the canvas of every figure
-        import matplotlib.cm  # noqa: F401
-        import matplotlib.collections  # noqa: F401
-        import matplotlib.colors  # noqa: F401
-        import matplotlib.figure  # noqa: F401
-        import matplotlib.patches  # noqa: F401
-    except ImportError as error:
-        raise ImportError(
-            "deepsphere_pyg.plots needs matplotlib: pip install 'deepsphere_pyg[plot]'"
-        ) from error
-    return matplotlib
-
-
-def _new_figure(width: float, height: float) -> Figure:
-    """A pyplot-free figure of ``width`` x ``height`` inches on an Agg canvas."""
-    mpl = _matplotlib()
-    figure = mpl.figure.Figure(figsize=(width, height))
-    mpl.backends.backend_agg.FigureCanvasAgg(figure)
-    return figure
-
-
-def save_figure(figure: Figure, path: str | os.PathLike, dpi: int = 100) -> None:
-    """Write ``figure`` as a PNG file at ``path``, atomically, then close it.
-
-    The image is saved to a temporary file in the destination folder and renamed over
-    ``path`` (:func:`os.replace`), so readers see the previous file or the complete new
-    one, never a partial image; a failing save leaves ``path`` untouched and removes the
-    temporary file. Missing parent folders are created. The figure is closed afterwards
-    (released from pyplot when pyplot manages it), also when saving fails.
-
-    Args:
-        figure: a :class:`matplotlib.figure.Figure`.
-        path: destination file (written as PNG whatever its suffix).
-        dpi: resolution in dots per inch (default 100).
-    """
-    try:
-        with atomic_path(path, ".png.tmp") as tmp, open(tmp, "wb") as file:
-            figure.savefig(file, format="png", dpi=dpi)
-            file.flush()
-            os.fsync(file.fileno())
-    finally:
-        _close(figure)
-
-
-def _close(figure: Figure) -> None:
-    """Release ``figure``: from pyplot when pyplot holds it, else clear it."""
-    pyplot = sys.modules.get("matplotlib.pyplot")
-    if pyplot is not None and getattr(figure, "number", None) in pyplot.get_fignums():
-        pyplot.close(figure)
-    else:
-        figure.clear()
-
 
 # ------------------------------------------------------------------------- helpers
 def _meta(graph: SphereGraph, name: str, default: Any = None) -> Any:
     """Metadata attribute ``name`` of ``graph`` (``default`` when absent)."""
     return graph[name] if name in graph else default
-
-
-def _numpy(values: Any, name: str) -> np.ndarray:
-    if isinstance(values, torch.Tensor):
-        values = values.detach().cpu().numpy()
-    try:
-        return np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise TypeError(f"{name} must be a numeric array or tensor, got "
-                        f"{type(values).__name__}") from error
 
 
 def _is_healpix(graph: SphereGraph) -> bool:
@@ -150,7 +74,7 @@ def _is_healpix(graph: SphereGraph) -> bool:
 
 def _unit_positions(graph: SphereGraph) -> np.ndarray:
     """``[N, 3]`` float64 unit vectors of the nodes."""
-    pos = _numpy(graph.pos, "graph.pos")
+    pos = float_array(graph.pos, "graph.pos")
     if pos.ndim != 2 or pos.shape[1] != 3:
         raise ValueError(f"graph.pos must have shape [N, 3] (unit vectors), got {pos.shape}")
     norm = np.linalg.norm(pos, axis=1, keepdims=True)
@@ -173,7 +97,7 @@ def _describe(graph: SphereGraph) -> str:
 
 def _mollweide_axes(ax: Axes) -> None:
     """Frame ``ax`` for the Mollweide plane of healpy (x in [-2, 2], y in [-1, 1])."""
-    mpl = _matplotlib()
+    mpl = import_matplotlib()
     ax.add_patch(mpl.patches.Ellipse((0.0, 0.0), 4.0, 2.0, facecolor=MISSING_COLOR,
                                      edgecolor="none", zorder=0))
     ax.add_patch(mpl.patches.Ellipse((0.0, 0.0), 4.0, 2.0, facecolor="none",
@@ -197,7 +121,8 @@ def _mollweide_panel(ax: Axes, values: np.ndarray, graph: SphereGraph, *, cmap: 
         npix = hp.nside2npix(nside)
         full = np.full(npix, hp.UNSEEN, dtype=np.float64)
         pixels = graph.pixels
-        index = np.arange(npix) if pixels is None else _numpy(pixels, "pixels").astype(np.int64)
+        index = np.arange(npix) if pixels is None \
+            else float_array(pixels, "pixels").astype(np.int64)
         if index.size != values.size or (index.size and (index.min() < 0
                                                          or index.max() >= npix)):
             raise ValueError(f"graph.pixels must hold {values.size} pixel ids in [0, "
@@ -282,10 +207,10 @@ def plot_maps(
             length than ``maps``.
         ImportError: matplotlib missing.
     """
-    mpl = _matplotlib()
+    mpl = import_matplotlib()
     if isinstance(maps, (np.ndarray, torch.Tensor)) and maps.ndim == 1:
         maps = [maps]
-    arrays = [_numpy(values, f"maps[{index}]") for index, values in enumerate(maps)]
+    arrays = [float_array(values, f"maps[{index}]") for index, values in enumerate(maps)]
     if not arrays:
         raise ValueError("maps is empty; give at least one node signal [N]")
     num_nodes = int(graph.num_nodes)
@@ -313,7 +238,7 @@ def plot_maps(
     if isinstance(cmap, str):
         cmap = mpl.colormaps[cmap]
 
-    figure = _new_figure(4.2 * len(arrays), 3.1)
+    figure = new_figure(4.2 * len(arrays), 3.1)
     axes = figure.subplots(1, len(arrays), squeeze=False)[0]
     pos = None if _is_healpix(graph) else _unit_positions(graph)
     for index, (ax, array) in enumerate(zip(axes, arrays, strict=True)):
@@ -327,164 +252,6 @@ def plot_maps(
     figure.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), cax=colorbar_axes,
                     orientation="horizontal")
     save_figure(figure, path)
-
-
-# ------------------------------------------------------------------- training runs
-def _learning_curve_panels(history: Sequence[Mapping[str, float]]
-                           ) -> tuple[list[str], bool]:
-    """Metric names (``train_loss`` -> ``loss``; losses first) and whether ``lr`` is logged."""
-    if isinstance(history, Mapping) or not isinstance(history, Sequence):
-        raise TypeError("history must be a list of per-epoch dicts such as {'epoch': 0, "
-                        f"'train_loss': 0.7, 'val_loss': 0.8}}, got {type(history).__name__}")
-    if not history:
-        raise ValueError("history is empty; log at least one epoch")
-    metrics: list[str] = []
-    has_lr = False
-    for index, entry in enumerate(history):
-        if not isinstance(entry, Mapping):
-            raise TypeError(f"history[{index}] must be a dict of numbers, got "
-                            f"{type(entry).__name__}")
-        for key in entry:
-            split, _, name = str(key).partition("_")
-            if split in _SPLITS and name and name not in metrics:
-                metrics.append(name)
-            has_lr = has_lr or key == "lr"
-    metrics.sort(key=lambda name: 0 if "loss" in name else 1)  # stable: losses first
-    if not metrics and not has_lr:
-        raise ValueError("history has no metric to plot: expected keys such as 'train_loss', "
-                         "'val_accuracy' (prefixes train_, val_, test_) or 'lr'")
-    return metrics, has_lr
-
-
-def _curve(history: Sequence[Mapping[str, float]], key: str) -> tuple[np.ndarray, np.ndarray]:
-    """Epochs and finite values of ``key`` (entries without it are skipped)."""
-    epochs, values = [], []
-    for index, entry in enumerate(history):
-        value = entry.get(key)
-        if value is None:
-            continue
-        value = float(value)
-        if math.isfinite(value):
-            epochs.append(float(entry.get("epoch", index)))
-            values.append(value)
-    return np.asarray(epochs), np.asarray(values)
-
-
-def plot_learning_curves(history: Sequence[Mapping[str, float]],
-                         path: str | os.PathLike) -> None:
-    """Training curves: one panel per metric (train/val/test curves), learning rate apart.
-
-    Metric families are found from the key prefixes ``train_``, ``val_`` and ``test_``:
-    ``train_loss`` and ``val_loss`` share the panel ``loss``. The x axis is the entry's
-    ``epoch`` (its index in ``history`` when absent). Keys may be missing from any entry,
-    and ``None`` or non-finite values are skipped. ``lr`` gets its own panel, on a log
-    scale when every value is positive. Other keys (timings, ...) are ignored.
-
-    Args:
-        history: per-epoch dicts, e.g. ``{"epoch": 0, "train_loss": 0.7, "val_loss": 0.8,
-            "train_accuracy": 0.6, "val_accuracy": 0.55, "lr": 1e-3}``.
-        path: PNG file to write (atomically).
-
-    Raises:
-        TypeError: ``history`` not a list of dicts.
-        ValueError: empty history, or no ``train_*``/``val_*``/``test_*`` key nor ``lr``.
-    """
-    metrics, has_lr = _learning_curve_panels(history)
-    panels = [*metrics, *(["lr"] if has_lr else [])]
-    columns = min(3, len(panels))
-    rows = math.ceil(len(panels) / columns)
-    figure = _new_figure(4.0 * columns, 3.0 * rows)
-    axes = figure.subplots(rows, columns, squeeze=False).ravel()
-    for ax, panel in zip(axes, panels, strict=False):
-        keys = ["lr"] if panel == "lr" else [f"{split}_{panel}" for split in _SPLITS]
-        drawn = 0
-        for key in keys:
-            epochs, values = _curve(history, key)
-            if values.size == 0:
-                continue
-            label = key.partition("_")[0] if panel != "lr" else "lr"
-            ax.plot(epochs, values, marker="o" if values.size <= 30 else None, markersize=3,
-                    label=label)
-            drawn += 1
-            if panel == "lr" and (values > 0).all():
-                ax.set_yscale("log")
-        ax.set_title("learning rate" if panel == "lr" else panel.replace("_", " "))
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        if drawn and panel != "lr":
-            ax.legend(fontsize=8)
-        elif drawn == 0:
-            ax.text(0.5, 0.5, "no finite values", ha="center", va="center",
-                    transform=ax.transAxes)
-    for ax in axes[len(panels):]:
-        ax.set_axis_off()
-    figure.tight_layout()
-    save_figure(figure, path)
-
-
-def plot_confusion_matrix(
-    matrix: np.ndarray | torch.Tensor,
-    path: str | os.PathLike,
-    *,
-    class_names: Sequence[str] | None = None,
-    title: str = "Confusion matrix",
-) -> None:
-    r"""A confusion matrix: counts in the cells, colour by row-normalised frequency.
-
-    Cell :math:`(i, j)` counts the samples of true class :math:`i` predicted as
-    :math:`j`; its colour is :math:`C_{ij} / \sum_{j'} C_{ij'}` (the recall of class
-    :math:`i` on the diagonal; 0 for a class without samples). The title adds the
-    accuracy :math:`\sum_i C_{ii} / \sum_{ij} C_{ij}`. Counts are written in the cells
-    for up to 30 classes.
-
-    Args:
-        matrix: ``[C, C]`` non-negative counts, rows = true class, columns = predicted.
-        path: PNG file to write (atomically).
-        class_names: ``C`` names for the axes (default ``0 .. C-1``).
-        title: figure title.
-
-    Raises:
-        ValueError: a matrix that is not square, has negative or non-finite entries, or
-            ``class_names`` of another length.
-    """
-    counts = _numpy(matrix, "matrix")
-    if counts.ndim != 2 or counts.shape[0] != counts.shape[1] or counts.shape[0] == 0:
-        raise ValueError(f"matrix must be a square [C, C] array of counts (rows = true class, "
-                         f"columns = predicted), got shape {list(counts.shape)}")
-    if not np.isfinite(counts).all() or (counts < 0).any():
-        raise ValueError("matrix must hold finite non-negative counts")
-    num_classes = counts.shape[0]
-    names = [str(index) for index in range(num_classes)] if class_names is None \
-        else [str(name) for name in class_names]
-    if len(names) != num_classes:
-        raise ValueError(f"class_names has {len(names)} names for {num_classes} classes")
-    totals = counts.sum(axis=1, keepdims=True)
-    rates = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
-    total = counts.sum()
-    accuracy = float(np.trace(counts) / total) if total > 0 else float("nan")
-
-    side = float(np.clip(0.45 * num_classes + 2.5, 4.0, 16.0))
-    figure = _new_figure(side + 1.0, side)
-    ax = figure.subplots()
-    image = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
-    figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
-    if num_classes <= 30:
-        integral = np.allclose(counts, np.round(counts))
-        fontsize = 9 if num_classes <= 12 else 6
-        for i in range(num_classes):
-            for j in range(num_classes):
-                text = f"{counts[i, j]:.0f}" if integral else f"{counts[i, j]:.3g}"
-                ax.text(j, i, text, ha="center", va="center", fontsize=fontsize,
-                        color="white" if rates[i, j] > 0.5 else "black")
-    ax.set_xticks(np.arange(num_classes), labels=names, rotation=45 if num_classes > 6 else 0,
-                  ha="right" if num_classes > 6 else "center")
-    ax.set_yticks(np.arange(num_classes), labels=names)
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
-    ax.set_title(f"{title}\naccuracy {accuracy:.3f} ({total:.0f} samples)")
-    figure.tight_layout()
-    save_figure(figure, path)
-
 
 # ---------------------------------------------------------------------------- graphs
 def _view_center(pos: np.ndarray) -> np.ndarray:
@@ -556,7 +323,7 @@ def plot_graph(
     Raises:
         ValueError: ``max_nodes < 1``.
     """
-    mpl = _matplotlib()
+    mpl = import_matplotlib()
     if isinstance(max_nodes, bool) or not isinstance(max_nodes, int) or max_nodes < 1:
         raise ValueError(f"max_nodes must be an integer >= 1, got {max_nodes!r}")
     pos = _unit_positions(graph)
@@ -572,7 +339,7 @@ def plot_graph(
     edges = torch.stack([row[edge_mask], col[edge_mask]]).cpu().numpy()
     edge_weight = weight[edge_mask].double().cpu().numpy()
 
-    figure = _new_figure(12.0, 5.2)
+    figure = new_figure(12.0, 5.2)
     left = figure.add_axes((0.02, 0.06, 0.40, 0.80))
     right = figure.add_axes((0.45, 0.16, 0.53, 0.70))
 
