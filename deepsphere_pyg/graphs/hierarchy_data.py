@@ -25,6 +25,9 @@ class HierarchyLevel(NamedTuple):
     num_nodes: int
     pool_index: Tensor | None  # to the next coarser level; None at the coarsest
     coverage: Tensor | None
+    #: The level's convolution operator (sparse CSR ``[N, N]``) when its owner built it
+    #: beforehand (a model on its own hierarchy); ``None``: built from the edges.
+    operator: Tensor | None = None
 
 
 class HierarchyData(Data):

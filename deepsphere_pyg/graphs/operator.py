@@ -47,6 +47,8 @@ __all__ = [
     "chebyshev_series",
     "check_normalization",
     "csr_from_entries",
+    "csr_from_parts",
+    "csr_parts",
     "gershgorin_bound",
     "laplacian_scipy",
     "numpy_float",
@@ -226,6 +228,21 @@ def csr_from_entries(index: torch.Tensor, value: torch.Tensor, num_nodes: int) -
         coo = torch.sparse_coo_tensor(index, value, (num_nodes, num_nodes),
                                       check_invariants=False)
         return coo.coalesce().to_sparse_csr()
+
+
+def csr_parts(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(crow_indices [N + 1], col_indices [nnz], values [nnz])`` of a CSR tensor, as
+    dense tensors (module buffers that copy, move and cast like any other)."""
+    return matrix.crow_indices(), matrix.col_indices(), matrix.values()
+
+
+def csr_from_parts(crow: torch.Tensor, col: torch.Tensor, value: torch.Tensor,
+                   num_nodes: int) -> torch.Tensor:
+    """The ``[N, N]`` CSR tensor over the parts of :func:`csr_parts` (no copy)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(crow, col, value, (num_nodes, num_nodes),
+                                       check_invariants=False)
 
 
 # ---------------------------------------------------------------------- products

@@ -24,12 +24,15 @@ import abc
 from collections.abc import Sequence
 from typing import Any, ClassVar, NamedTuple
 
+import torch
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
 from ..graphs.hierarchy import SphereHierarchy
 from ..graphs.hierarchy_data import HierarchyData, HierarchyLevel
-from .blocks import check_int
+from ..graphs.operator import csr_from_parts, csr_parts
+from ..nn.chebyshev_operator import build_chebyshev_operator
+from .blocks import LAMBDA_MAX, NORMALIZATION, check_int
 
 __all__ = [
     "HierarchyBuffers",
@@ -53,12 +56,17 @@ def check_hierarchy(hierarchy: Any) -> SphereHierarchy:
 
 # ------------------------------------------------------------------------ graph buffers
 class HierarchyBuffers(nn.Module):
-    r"""The tensors of a :class:`~deepsphere_pyg.graphs.SphereHierarchy` as buffers.
+    r"""The tensors of a :class:`~deepsphere_pyg.graphs.SphereHierarchy` as buffers, and
+    the convolution operator of every level, built once.
 
-    Level ``l`` is held as ``edge_index_{l}``, ``edge_weight_{l}``, ``coverage_{l}`` and
-    (except at the coarsest level) ``pool_index_{l}``, all registered with
-    ``persistent=False``: ``.to(device)`` moves them, ``state_dict`` never holds them.
-    The tensors are shared with the hierarchy, not copied.
+    Level ``l`` is held as ``edge_index_{l}``, ``edge_weight_{l}``, ``coverage_{l}``,
+    (except at the coarsest level) ``pool_index_{l}``, and the operator
+    :math:`2L/\lambda_\max - I` of the models' convolutions (symmetric normalisation,
+    :data:`~deepsphere_pyg.models.blocks.LAMBDA_MAX`) as its CSR parts
+    ``operator_crow_{l}``, ``operator_col_{l}``, ``operator_value_{l}`` (dense tensors, so
+    the module can be copied and moved like any other). All are registered with
+    ``persistent=False``: ``.to(device)`` moves them, ``state_dict`` never holds them. The
+    graph tensors are shared with the hierarchy, not copied.
 
     Args:
         hierarchy: the graphs, finest first.
@@ -85,6 +93,38 @@ class HierarchyBuffers(nn.Module):
             if level + 1 < num_levels:
                 self.register_buffer(f"pool_index_{level}", hierarchy.pool_index[level],
                                      persistent=False)
+            self._build_operator(level)
+
+    def _build_operator(self, level: int) -> None:
+        """(Re)build the operator of ``level`` from its edges, in the weights' dtype."""
+        weight = getattr(self, f"edge_weight_{level}")
+        dtype = weight.dtype if weight is not None else torch.get_default_dtype()
+        matrix = build_chebyshev_operator(getattr(self, f"edge_index_{level}"), weight,
+                                          self.num_nodes[level], NORMALIZATION, LAMBDA_MAX,
+                                          None, dtype).matrix
+        for part, tensor in zip(("crow", "col", "value"), csr_parts(matrix), strict=True):
+            self.register_buffer(f"operator_{part}_{level}", tensor, persistent=False)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> HierarchyBuffers:
+        # A cast of the weights (model.double()) rebuilds the operators from them, so
+        # they carry the precision of the new dtype rather than a cast of the old one.
+        before = [self._weight_dtype(level) for level in range(self.num_levels)]
+        super()._apply(fn, recurse)
+        for level, dtype in enumerate(before):
+            if self._weight_dtype(level) != dtype:
+                self._build_operator(level)
+        return self
+
+    def _weight_dtype(self, level: int) -> torch.dtype | None:
+        weight = getattr(self, f"edge_weight_{level}")
+        return None if weight is None else weight.dtype
+
+    def operator(self, level: int) -> Tensor:
+        """The convolution operator of ``level``, a CSR tensor ``[N, N]`` (a view of the
+        buffers)."""
+        return csr_from_parts(getattr(self, f"operator_crow_{level}"),
+                              getattr(self, f"operator_col_{level}"),
+                              getattr(self, f"operator_value_{level}"), self.num_nodes[level])
 
     @property
     def num_levels(self) -> int:
@@ -101,6 +141,7 @@ class HierarchyBuffers(nn.Module):
             num_nodes=self.num_nodes[level],
             pool_index=getattr(self, f"pool_index_{level}") if has_parent else None,
             coverage=getattr(self, f"coverage_{level}"),
+            operator=self.operator(level),
         )
 
     def levels(self) -> list[HierarchyLevel]:

@@ -225,9 +225,15 @@ class ConvBlock(nn.Module):
             self.norm.reset_parameters()
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None,
-                batch: Tensor | None = None) -> Tensor:
-        """``batch`` (``[N]`` graph ids of a disjoint batch) matters to ``"layer"`` only."""
-        h = self.conv(x, edge_index, edge_weight, lambda_max=LAMBDA_MAX)
+                batch: Tensor | None = None, operator: Tensor | None = None) -> Tensor:
+        """``batch`` (``[N]`` graph ids of a disjoint batch) matters to ``"layer"`` only;
+        ``operator``: the level's convolution operator built beforehand (CSR ``[N, N]``,
+        :class:`~deepsphere_pyg.models.base.HierarchyBuffers`), used instead of building
+        it from ``edge_index`` and ``edge_weight``."""
+        if operator is not None:
+            h = self.conv.apply_operator(x, operator)
+        else:
+            h = self.conv(x, edge_index, edge_weight, lambda_max=LAMBDA_MAX)
         if self.norm_name == "batch":
             if h.dim() == 3:
                 # The convolution returns a [N, B, F] buffer seen as [B, N, F]: normalise it

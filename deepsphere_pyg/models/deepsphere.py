@@ -215,7 +215,7 @@ class DeepSphere(SphereModel):
                               num_parents=levels[current + 1].num_nodes)
                 current += 1
             view = levels[level]
-            h = block(h, view.edge_index, view.edge_weight, view.batch)
+            h = block(h, view.edge_index, view.edge_weight, view.batch, view.operator)
         return h
 
     def _pooled(self, h: Tensor, last: HierarchyLevel, num_graphs: int | None) -> Tensor:

@@ -142,14 +142,15 @@ class SphericalUNet(SphereModel):
             if level:
                 h = self.pool(h, levels[level - 1].pool_index,
                               num_parents=levels[level].num_nodes)
-            h = block(h, levels[level].edge_index, levels[level].edge_weight,
-                      levels[level].batch)
+            view = levels[level]
+            h = block(h, view.edge_index, view.edge_weight, view.batch, view.operator)
             skips.append(h)
         for level in range(self.depth - 2, -1, -1):
             up = self.unpool(h, levels[level].pool_index)
             h = _concatenate(up, skips[level])
-            h = self.decoder[level](h, levels[level].edge_index, levels[level].edge_weight,
-                                    levels[level].batch)
+            view = levels[level]
+            h = self.decoder[level](h, view.edge_index, view.edge_weight, view.batch,
+                                    view.operator)
         return self.output(h)
 
 

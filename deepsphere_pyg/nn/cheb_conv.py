@@ -15,7 +15,7 @@ from ..graphs.operator import (
     check_normalization,
     rescaled_laplacian_entries,
 )
-from .chebyshev_operator import chebyshev_operator
+from .chebyshev_operator import chebyshev_operator, get_cpu_kernel
 
 
 class _ChebyshevBasisLinear(torch.autograd.Function):
@@ -238,11 +238,54 @@ class SphericalChebConv(torch.nn.Module):
         for ``x`` of shape ``[N, B * F_in]``."""
         operator = chebyshev_operator(
             edge_index, edge_weight, num_nodes, self.normalization, lambda_max, batch, x.dtype)
+        return self._fused_product(x, operator)
+
+    def _fused_product(self, x: Tensor, operator: SparseOperator) -> Tensor:
         weights = [lin.weight for lin in self.lins]
         out = _ChebyshevBasisLinear.apply(x.contiguous(), operator, *weights)
         # In place: the output is a fresh tensor, and a new one would cost a page-faulting
         # allocation of the full output on CPU.
         return out if self.bias is None else out.add_(self.bias)
+
+    def apply_operator(self, x: Tensor, operator: Tensor | SparseOperator) -> Tensor:
+        r"""The convolution with an operator built beforehand, for owners of a fixed graph.
+
+        A model that owns its hierarchy builds each level's operator once in ``__init__``
+        (:func:`~deepsphere_pyg.nn.chebyshev_operator.build_chebyshev_operator`, with
+        this layer's ``normalization`` and ``lambda_max``) and keeps it as a buffer; this
+        method then skips the operator cache that :meth:`forward` consults.
+
+        Args:
+            x: ``[N, F_in]`` or ``[B, N, F_in]`` (one graph shared by the batch).
+            operator: the applied matrix :math:`M = \hat L^\top` as a sparse CSR tensor
+                ``[N, N]`` (a symmetric normalisation, so :math:`M^\top = M`), or a
+                :class:`~deepsphere_pyg.graphs.operator.SparseOperator`.
+
+        Returns:
+            ``[N, F_out]`` or ``[B, N, F_out]``.
+        """
+        if x.dim() not in (2, 3):
+            raise ValueError(f"x must be [N, F_in] or [B, N, F_in], got shape {tuple(x.shape)}")
+        self._check_features(x)
+        if not isinstance(operator, SparseOperator):
+            if self.normalization == "rw":
+                raise ValueError("apply_operator takes a CSR tensor for the symmetric "
+                                 "normalisations only; pass a SparseOperator holding M and "
+                                 "M^T for normalization='rw'")
+            operator = SparseOperator(operator.to(x.dtype) if operator.dtype != x.dtype
+                                      else operator, kernel=get_cpu_kernel())
+        else:
+            operator = operator.with_kernel(get_cpu_kernel())
+        num_nodes = x.shape[-2]
+        if operator.num_nodes != num_nodes:
+            raise ValueError(f"x has {num_nodes} nodes (dimension -2) but the operator is "
+                             f"[{operator.num_nodes}, {operator.num_nodes}]")
+        if x.dim() == 2:
+            return self._fused_product(x, operator)
+        size, _, features = x.shape
+        nodes_first = x.transpose(0, 1).reshape(num_nodes, size * features)
+        out = self._fused_product(nodes_first, operator)
+        return out.view(num_nodes, size, -1).transpose(0, 1)
 
     def _scatter_operator(self, edge_index, edge_weight, num_nodes, lambda_max, batch,
                           dtype) -> EdgeOperator:
