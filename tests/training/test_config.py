@@ -73,7 +73,8 @@ def test_bad_files(tmp_path) -> None:
     ("train.batch_size=2.5", "train.batch_size"),
     ("train.monitor=val_r2", "train.monitor must be one of"),
     ("train.accelerator=tpu", "train.accelerator"),
-    ("model.hierarchy_levels=0", "model.hierarchy_levels"),
+    ("graph.levels=0", "graph.levels must be an integer >= 1"),
+    ("graph.k=[8,0]", "graph.k\\[1\\] must be an integer >= 1"),
     ("seed=-1", "seed must be an integer >= 0"),
 ])
 def test_bad_values(override: str, message: str) -> None:
@@ -96,3 +97,24 @@ def test_fingerprint_ignores_only_the_resume_mutable_keys() -> None:
     assert cfg.fingerprint(base) == cfg.fingerprint(longer)
     assert cfg.fingerprint(base) != cfg.fingerprint(other)
     assert cfg.differences(base, other) == ["model.K: 5 != 2"]
+
+
+def test_graph_settings_have_their_own_section() -> None:
+    config = resolve_config("cosmology")
+    assert config["graph"] == {"levels": 5, "k": 8, "kernel": None}
+    assert "hierarchy_levels" not in config["model"] and "k" not in config["model"]
+    config = resolve_config("digits", overrides=["graph.k=[20,8,8]", "graph.kernel=v1"])
+    assert config["graph"] == {"levels": 3, "k": [20, 8, 8], "kernel": "v1"}
+
+
+def test_moved_graph_keys_still_read_with_a_warning(tmp_path) -> None:
+    with pytest.warns(FutureWarning, match="'model.hierarchy_levels' is now 'graph.levels'"):
+        config = resolve_config("digits", overrides=["model.hierarchy_levels=2"])
+    assert config["graph"]["levels"] == 2
+    path = tmp_path / "old.yaml"
+    path.write_text("model:\n  k: 20\n  K: 3\n")
+    with pytest.warns(FutureWarning, match="'model.k' is now 'graph.k'"):
+        config = resolve_config("digits", config_files=[str(path)])
+    assert config["graph"]["k"] == 20 and config["model"]["K"] == 3
+    with pytest.raises(ValueError, match="keep only 'graph.levels'"):
+        cfg.migrate({"model": {"hierarchy_levels": 2}, "graph": {"levels": 3}}, source="test")

@@ -16,7 +16,7 @@ from deepsphere_pyg.training.experiments import MODELS
 
 TINY = ["data.train_samples=12", "data.val_samples=6", "data.test_samples=6",
         "train.epochs=1", "train.progress=false", "train.batch_size=6",
-        "model.hierarchy_levels=2", "model.channels=[4,8]"]
+        "graph.levels=2", "model.channels=[4,8]"]
 
 
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS))
@@ -74,3 +74,14 @@ def test_predict_refuses_maps_of_another_resolution(tmp_path, capsys) -> None:
     assert main(["predict", str(tmp_path / "run"), str(tmp_path / "maps.npy"),
                  "--ordering", "ring"]) == 2
     assert "nside 8" in capsys.readouterr().err
+
+
+def test_graph_kernel_reaches_the_hierarchy() -> None:
+    from deepsphere_pyg.data import SphericalDigits
+    from deepsphere_pyg.training.experiments import build_hierarchy
+
+    dataset = SphericalDigits("train", 2, nside=8)
+    default = build_hierarchy(dataset, {"levels": 2, "k": 8, "kernel": None})
+    v1 = build_hierarchy(dataset, {"levels": 2, "k": 8, "kernel": "v1"})
+    assert default[0].kernel == "v2" and v1[0].kernel == "v1"
+    assert default.num_nodes == v1.num_nodes == [768, 192]
