@@ -61,13 +61,13 @@ from ..graphs import SphereHierarchy
 from .base import RelativeNoiseMixin, SyntheticSphereDataset
 from .signal import SphereSignal
 from .spectra import (
-    _check_noise,
-    _check_nside,
-    _target_cl,
+    check_noise,
+    check_spectra_nside,
     correlation_from_cl,
     gaussian_map,
     load_spectra,
     product_field_cl,
+    target_cl,
 )
 
 __all__ = ["CMBMaps", "cmb_cl", "modulation_cl", "modulation_lmax", "small_scale_window"]
@@ -81,7 +81,7 @@ def cmb_cl(nside: int) -> np.ndarray:
 
     In :math:`\mu K^2`, :math:`\ell = 0 \dots 3 n_\mathrm{side} - 1`.
     """
-    return _target_cl(load_spectra().cmb_tt, nside)
+    return target_cl(load_spectra().cmb_tt, nside)
 
 
 def small_scale_window(lmax: int) -> np.ndarray:
@@ -175,9 +175,9 @@ class CMBMaps(RelativeNoiseMixin, SyntheticSphereDataset):
         cache: bool = False,
     ) -> None:
         super().__init__(split, num_samples, seed, transform, cache)
-        self.nside = _check_nside(nside)
+        self.nside = check_spectra_nside(nside)
         self.strength = _check_strength(strength)
-        self.noise = _check_noise(noise)
+        self.noise = check_noise(noise)
         self.lmax = 3 * self.nside - 1
         self.npix = hp.nside2npix(self.nside)
 

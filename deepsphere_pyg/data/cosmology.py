@@ -109,18 +109,19 @@ import numpy as np
 import torch
 
 from ..graphs import SphereHierarchy
-from ..graphs.checks import check_nside
+from ..graphs.checks import check_bool, check_nside
 from .base import SPLITS, RelativeNoiseMixin, SyntheticSphereDataset
 from .signal import SphereSignal
 from .spectra import (
-    _check_noise,
-    _check_nside,
-    _target_cl,
+    check_noise,
+    check_spectra_nside,
     correlation_from_cl,
     gaussian_map,
     load_spectra,
     lognormal_gaussian_cl,
+    target_cl,
 )
+from .transforms.checks import check_nonnegative
 
 __all__ = ["CosmologyMaps", "convergence_cl"]
 
@@ -142,14 +143,8 @@ def _check_classes(classes: object) -> str:
 
 
 def _check_smoothing(smoothing: object) -> float | None:
-    if smoothing is None:
-        return None
-    if isinstance(smoothing, bool) or not isinstance(smoothing, numbers.Real):
-        raise TypeError(f"smoothing must be a FWHM in arcmin or None, got {smoothing!r}")
-    value = float(smoothing)
-    if not np.isfinite(value) or value < 0:
-        raise ValueError(f"smoothing must be a finite FWHM >= 0 in arcmin, got {smoothing!r}")
-    return value
+    """``None`` (pixel window) or a finite Gaussian beam FWHM >= 0 in arcmin."""
+    return None if smoothing is None else check_nonnegative(smoothing, "smoothing (FWHM, arcmin)")
 
 
 def convergence_cl(nside: int, classes: str = "degenerate",
@@ -161,7 +156,7 @@ def convergence_cl(nside: int, classes: str = "degenerate",
     ``smoothing`` arcmin FWHM (``None``: :func:`~deepsphere_pyg.data.spectra.pixel_window`).
     """
     rows = list(CLASS_CHOICES[_check_classes(classes)])
-    return _target_cl(load_spectra().kappa_cl[rows], nside, _check_smoothing(smoothing))
+    return target_cl(load_spectra().kappa_cl[rows], nside, _check_smoothing(smoothing))
 
 
 @functools.lru_cache(maxsize=16)
@@ -277,18 +272,14 @@ class CosmologyMaps(RelativeNoiseMixin, SyntheticSphereDataset):
         cache: bool = False,
     ) -> None:
         super().__init__(split, num_samples, seed, transform, cache)
-        self.nside = _check_nside(nside)
+        self.nside = check_spectra_nside(nside)
         self.order = _check_order(order, self.nside)
         self.patches = _check_patches(patches, self.order)
-        self.noise = _check_noise(noise)
-        if not isinstance(lognormal, bool):
-            raise TypeError(f"lognormal must be True or False, got {lognormal!r}")
-        self.lognormal = lognormal
+        self.noise = check_noise(noise)
+        self.lognormal = check_bool(lognormal, "lognormal")
         self.classes = _check_classes(classes)
         self.smoothing = _check_smoothing(smoothing)
-        if not isinstance(subtract_mean, bool):
-            raise TypeError(f"subtract_mean must be True or False, got {subtract_mean!r}")
-        self.subtract_mean = subtract_mean
+        self.subtract_mean = check_bool(subtract_mean, "subtract_mean")
         self.lmax = 3 * self.nside - 1
         self.npix = hp.nside2npix(self.nside)
         self.patch_size = self.npix if self.order is None else self.npix // (12 * self.order**2)

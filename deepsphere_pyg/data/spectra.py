@@ -148,7 +148,7 @@ def beam_window(fwhm_arcmin: float, lmax: int) -> np.ndarray:
     return hp.gauss_beam(np.radians(float(fwhm_arcmin) / 60.0), lmax=int(lmax))
 
 
-def _target_cl(cl: np.ndarray, nside: int, smoothing: float | None = None) -> np.ndarray:
+def target_cl(cl: np.ndarray, nside: int, smoothing: float | None = None) -> np.ndarray:
     r"""Spectrum of the generated maps at ``nside``: :math:`C_\ell b_\ell^2`, ``[..., 3 nside]``.
 
     ``cl`` ``[..., L + 1]`` (a shipped spectrum) is cut at the band limit
@@ -156,7 +156,7 @@ def _target_cl(cl: np.ndarray, nside: int, smoothing: float | None = None) -> np
     or by a Gaussian beam of ``smoothing`` arcmin FWHM (:func:`beam_window`); ``nside`` is
     checked (a power of two <= :data:`MAX_NSIDE`).
     """
-    nside = _check_nside(nside)
+    nside = check_spectra_nside(nside)
     window = pixel_window(nside) if smoothing is None else beam_window(smoothing, 3 * nside - 1)
     return cl[..., : 3 * nside] * window**2
 
@@ -354,7 +354,7 @@ def gaussian_map(cl: np.ndarray, nside: int, rng: np.random.Generator) -> np.nda
         return hp.alm2map(alm, int(nside), lmax=lmax, mmax=lmax)
 
 
-def _check_nside(nside: object) -> int:
+def check_spectra_nside(nside: object) -> int:
     """``nside`` as an int: a power of two covered by the shipped spectra."""
     nside = check_nside(nside)
     if nside > MAX_NSIDE:
@@ -364,7 +364,7 @@ def _check_nside(nside: object) -> int:
     return nside
 
 
-def _check_noise(noise: object) -> float:
+def check_noise(noise: object) -> float:
     """``noise`` as a finite float >= 0 (relative noise level)."""
     if isinstance(noise, bool) or not isinstance(noise, (int, float, np.floating, np.integer)):
         raise TypeError(f"noise must be a number >= 0 (relative noise level), got {noise!r}")

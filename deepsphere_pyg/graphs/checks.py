@@ -22,6 +22,14 @@ def check_nside(nside: object, name: str = "nside") -> int:
     return nside
 
 
+def check_bool(value: object, name: str, meaning: str = "") -> bool:
+    """``value`` if it is ``True`` or ``False`` (not a truthy object), else a TypeError
+    naming ``name`` (and what each value means, ``meaning``)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False{meaning}, got {value!r}")
+    return value
+
+
 def check_positive_int(value: object, name: str) -> int:
     """Return ``value`` as an int, or raise if it is not an integer >= 1."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:

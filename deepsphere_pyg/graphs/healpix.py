@@ -10,7 +10,7 @@ import healpy as hp
 import numpy as np
 import torch
 
-from .checks import check_k, check_nside, check_positive_int, pixels_from_mask
+from .checks import check_bool, check_k, check_nside, check_positive_int, pixels_from_mask
 from .hierarchy import SphereHierarchy
 from .kernels import healpix_kernel_width, heat_kernel
 from .knn import (
@@ -78,8 +78,7 @@ def healpix_graph(
         (3072, 2)
     """
     nside = check_nside(nside)
-    if not isinstance(nest, bool):
-        raise TypeError(f"nest must be True (NEST ordering) or False (RING), got {nest!r}")
+    check_bool(nest, "nest", " (True: NEST ordering, False: RING)")
     if isolated not in ("raise", "drop"):
         raise ValueError(f"isolated must be 'raise' or 'drop', got {isolated!r}")
     recipe, t = _resolve_kernel(kernel, k, nside)

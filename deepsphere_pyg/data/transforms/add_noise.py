@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch_geometric.transforms import BaseTransform
 
-from ._checks import RandomStream, check_finite, check_nonnegative, node_mask, node_values
+from .checks import RandomStream, check_finite, check_nonnegative, node_mask, node_values
 
 __all__ = ["AddNoise"]
 

@@ -10,7 +10,7 @@ import torch
 from torch_geometric.transforms import BaseTransform
 
 from ...graphs.checks import pixels_from_mask
-from ._checks import NODE_KEYS, array_digest, check_finite, node_mask, node_values
+from .checks import NODE_KEYS, array_digest, check_finite, node_mask, node_values
 
 __all__ = ["ApplyMask"]
 

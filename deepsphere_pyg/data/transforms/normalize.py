@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch_geometric.transforms import BaseTransform
 
-from ._checks import check_finite, node_mask, node_values
+from .checks import check_finite, node_mask, node_values
 
 __all__ = ["Normalize"]
 

@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from torch_geometric.transforms import BaseTransform
 
-from ...graphs.checks import check_nside
+from ...graphs.checks import check_bool, check_nside
 from ...graphs.equivariance import random_rotations, rotate_alm
 from ...openmp import single_threaded_openmp
-from ._checks import (
+from .checks import (
     RandomStream,
     check_finite,
     check_healpix_length,
@@ -151,7 +151,7 @@ class RandomRotation(BaseTransform):
             each other's sequence); ``None`` draws from torch's global generator.
         exact: restrict to the 8 pixel-permuting rotations (see above).
         check_ordering: raise when the map looks like it is in the other ordering
-            (:func:`~deepsphere_pyg.data.transforms._checks.check_healpix_ordering`).
+            (:func:`~deepsphere_pyg.data.transforms.checks.check_healpix_ordering`).
 
     Shapes:
         - **input:** ``data.x`` ``[12 nside^2]`` or ``[12 nside^2, F]``.
@@ -166,9 +166,7 @@ class RandomRotation(BaseTransform):
     def __init__(self, nside: int, nest: bool = True, seed: int | None = None, *,
                  exact: bool = False, check_ordering: bool = True) -> None:
         self.nside = check_nside(nside)
-        if not isinstance(nest, bool):
-            raise TypeError(f"nest must be True (NEST ordering) or False (RING), got {nest!r}")
-        self.nest = nest
+        self.nest = check_bool(nest, "nest", " (True: NEST ordering, False: RING)")
         self.exact = bool(exact)
         self.check_ordering = bool(check_ordering)
         self._stream = RandomStream(seed)

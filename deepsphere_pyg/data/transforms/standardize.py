@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch_geometric.transforms import BaseTransform
 
-from ._checks import check_finite, node_mask, node_values
+from .checks import check_finite, node_mask, node_values
 
 __all__ = ["Standardize"]
 
