@@ -11,10 +11,11 @@ on an equiangular (lat-lon) grid.
     \qquad \langle |a_{\ell m}|^2 \rangle = C_\ell \propto e^{-(\ell / \ell_c)^2},
     \quad \ell_c = n_\mathrm{side} / 2
 
-(:func:`field_spectrum`, :func:`gaussian_alm`): blobs of about :math:`180° / \ell_c`
-(11° at ``nside=32``, six HEALPix pixels), evaluated exactly at the nodes. On HEALPix
-with :func:`healpy.alm2map` (RING, then reordered to NEST); on an equiangular grid by
-the ring-wise synthesis :math:`f(\vartheta_j, \varphi_k) = A_0(\vartheta_j) + 2\,
+(:func:`field_spectrum`, :func:`~deepsphere_pyg.data.spectra.gaussian_alm`): blobs of
+about :math:`180° / \ell_c` (11° at ``nside=32``, six HEALPix pixels), evaluated exactly
+at the nodes. On HEALPix with :func:`healpy.alm2map` (RING, then reordered to NEST); on
+an equiangular grid by the ring-wise synthesis
+:math:`f(\vartheta_j, \varphi_k) = A_0(\vartheta_j) + 2\,
 \mathrm{Re} \sum_{m \ge 1} A_m(\vartheta_j) e^{i m \varphi_k}` with
 :math:`A_m(\vartheta) = \sum_\ell a_{\ell m} \lambda_{\ell m}(\vartheta)` (normalised
 associated Legendre functions) and an inverse real FFT along each ring. The same sample
@@ -53,6 +54,7 @@ from ..graphs.equiangular_layout import check_grid
 from ..openmp import single_threaded_openmp
 from .base import SyntheticSphereDataset
 from .signal import SphereSignal
+from .spectra import gaussian_alm
 
 #: Samplings of :class:`SegmentationMaps`.
 SAMPLINGS = ("healpix", "equiangular")
@@ -78,26 +80,6 @@ def field_spectrum(lmax: int, ell_scale: float | None = None) -> np.ndarray:
     cl = np.exp(-((ell / scale) ** 2))
     cl[0] = 0.0
     return cl * 4.0 * np.pi / np.sum((2.0 * ell + 1.0) * cl)
-
-
-def gaussian_alm(cl: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    r"""Coefficients of a real, statistically isotropic Gaussian field of spectrum ``cl``.
-
-    :math:`a_{\ell 0} \sim \mathcal N(0, C_\ell)`, :math:`a_{\ell m} \sim
-    \mathcal{CN}(0, C_\ell)` for :math:`m > 0` (real and imaginary parts of variance
-    :math:`C_\ell / 2`), in healpy's layout (``lmax = mmax = len(cl) - 1``). Unlike
-    :func:`healpy.synalm` this draws from ``rng`` only.
-
-    Returns:
-        ``[num_alm]`` complex128 coefficients.
-    """
-    cl = np.asarray(cl, dtype=np.float64)
-    lmax = cl.size - 1
-    ell, m = hp.Alm.getlm(lmax)
-    real = rng.standard_normal(ell.size)
-    imag = rng.standard_normal(ell.size)
-    scale = np.sqrt(cl[ell])
-    return np.where(m > 0, scale * (real + 1j * imag) / np.sqrt(2.0), scale * real + 0j)
 
 
 class SegmentationMaps(SyntheticSphereDataset):

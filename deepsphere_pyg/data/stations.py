@@ -57,8 +57,9 @@ from ..graphs.harmonics import alm_to_real, design_matrix
 from ..graphs.lonlat import check_lonlat
 from ..openmp import single_threaded_openmp
 from .base import SyntheticSphereDataset
-from .segmentation import field_spectrum, gaussian_alm
+from .segmentation import field_spectrum
 from .signal import SphereSignal
+from .spectra import gaussian_alm
 
 #: Cities of at least this population form the default network (3043 cities).
 DEFAULT_MIN_POPULATION = 200_000

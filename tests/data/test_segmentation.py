@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch_geometric.loader import DataLoader
 
-from deepsphere_pyg.data.segmentation import SegmentationMaps, field_spectrum, gaussian_alm
+from deepsphere_pyg.data.segmentation import SegmentationMaps, field_spectrum
+from deepsphere_pyg.data.spectra import gaussian_alm
 from deepsphere_pyg.graphs import equiangular_graph
 from deepsphere_pyg.graphs.harmonics import alm_to_real, design_matrix
 
