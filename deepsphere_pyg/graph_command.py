@@ -349,8 +349,8 @@ def run(args: argparse.Namespace) -> int:
 
         plot_graph(graph, output / "graph.png", max_nodes=args.max_nodes)
     else:
-        print("graph.png skipped: drawing needs matplotlib (pip install "
-              "'deepsphere_pyg[plot]')", file=sys.stderr)
+        print("graph.png skipped: drawing needs matplotlib (pip install matplotlib)",
+              file=sys.stderr)
 
     width = stats["kernel_width"]
     print(f"{args.sampling} graph: {stats['num_nodes']} nodes, {stats['num_edges']} directed "

@@ -1,6 +1,6 @@
 """Figures of sphere graphs, node signals and training runs, written as PNG files.
 
-Matplotlib is an optional dependency (``pip install 'deepsphere_pyg[plot]'``), imported
+Matplotlib (a dependency; ``pip install matplotlib`` where it was left out) is imported
 when a function is called. Figures are plain :class:`matplotlib.figure.Figure` objects
 drawn by the Agg canvas, so nothing here touches pyplot's global state: the backend
 of an interactive session is left alone and no figure is left open.

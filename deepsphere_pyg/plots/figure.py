@@ -1,6 +1,6 @@
 """Matplotlib set-up shared by every figure of :mod:`deepsphere_pyg.plots`.
 
-Matplotlib is an optional dependency (``pip install 'deepsphere_pyg[plot]'``), imported
+Matplotlib (a dependency; ``pip install matplotlib`` where it was left out) is imported
 when a function is called (:func:`import_matplotlib`). Figures are plain
 :class:`matplotlib.figure.Figure` objects drawn by the Agg canvas (:func:`new_figure`),
 so nothing here touches pyplot's global state: the backend of an interactive session is
@@ -39,7 +39,7 @@ def import_matplotlib() -> Any:
         import matplotlib.patches  # noqa: F401
     except ImportError as error:
         raise ImportError(
-            "deepsphere_pyg.plots needs matplotlib: pip install 'deepsphere_pyg[plot]'"
+            "deepsphere_pyg.plots needs matplotlib: pip install matplotlib"
         ) from error
     return matplotlib
 
