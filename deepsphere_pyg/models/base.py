@@ -31,7 +31,7 @@ from torch_geometric.data import Batch, Data
 from ..graphs.hierarchy import SphereHierarchy
 from ..graphs.hierarchy_data import HierarchyData, HierarchyLevel
 from ..graphs.operator import csr_from_parts, csr_parts
-from ..nn.chebyshev_operator import build_chebyshev_operator
+from ..nn.chebyshev_operator import chebyshev_operator
 from .blocks import LAMBDA_MAX, NORMALIZATION, check_int
 
 __all__ = [
@@ -99,9 +99,9 @@ class HierarchyBuffers(nn.Module):
         """(Re)build the operator of ``level`` from its edges, in the weights' dtype."""
         weight = getattr(self, f"edge_weight_{level}")
         dtype = weight.dtype if weight is not None else torch.get_default_dtype()
-        matrix = build_chebyshev_operator(getattr(self, f"edge_index_{level}"), weight,
-                                          self.num_nodes[level], NORMALIZATION, LAMBDA_MAX,
-                                          None, dtype).matrix
+        matrix = chebyshev_operator(getattr(self, f"edge_index_{level}"), weight,
+                                    self.num_nodes[level], NORMALIZATION, LAMBDA_MAX, None,
+                                    dtype, cache=False).matrix
         for part, tensor in zip(("crow", "col", "value"), csr_parts(matrix), strict=True):
             self.register_buffer(f"operator_{part}_{level}", tensor, persistent=False)
 

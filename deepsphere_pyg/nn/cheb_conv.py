@@ -251,7 +251,7 @@ class SphericalChebConv(torch.nn.Module):
         r"""The convolution with an operator built beforehand, for owners of a fixed graph.
 
         A model that owns its hierarchy builds each level's operator once in ``__init__``
-        (:func:`~deepsphere_pyg.nn.chebyshev_operator.build_chebyshev_operator`, with
+        (:func:`~deepsphere_pyg.nn.chebyshev_operator.chebyshev_operator` with ``cache=False``,
         this layer's ``normalization`` and ``lambda_max``) and keeps it as a buffer; this
         method then skips the operator cache that :meth:`forward` consults.
 

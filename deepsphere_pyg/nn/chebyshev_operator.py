@@ -37,7 +37,6 @@ from ..graphs.operator import (
 
 __all__ = [
     "ChebyshevOperator",
-    "build_chebyshev_operator",
     "chebyshev_operator",
     "clear_operator_cache",
     "get_cpu_kernel",
@@ -69,32 +68,6 @@ def get_cpu_kernel() -> str:
     return _cpu_kernel
 
 
-def build_chebyshev_operator(
-    edge_index: torch.Tensor,
-    edge_weight: torch.Tensor | None,
-    num_nodes: int,
-    normalization: str | None,
-    lambda_max: float | torch.Tensor | None,
-    batch: torch.Tensor | None,
-    dtype: torch.dtype,
-) -> SparseOperator:
-    r"""The operator of :func:`~deepsphere_pyg.graphs.operator.rescaled_laplacian_entries`
-    as CSR matrices :math:`M` and :math:`M^\top` (module docstring), with the CPU kernel
-    of :func:`get_cpu_kernel` at the time of the call."""
-    if edge_index.numel() and int(edge_index.max()) >= num_nodes:
-        raise ValueError(
-            f"x has {num_nodes} nodes but edge_index refers to node {int(edge_index.max())}; "
-            "x must hold one row per node of the graph (dimension -2)"
-        )
-    with torch.no_grad():
-        index, value = rescaled_laplacian_entries(edge_index, edge_weight, num_nodes,
-                                                  normalization, lambda_max, batch, dtype)
-    # Messages flow source (row 0) -> target (row 1): the applied matrix is M[t, s].
-    applied = csr_from_entries(index.flip(0), value, num_nodes)
-    transposed = csr_from_entries(index, value, num_nodes) if normalization == "rw" else None
-    return SparseOperator(applied, transposed, kernel=_cpu_kernel)
-
-
 # ---------------------------------------------------------------------------- cache
 _MAX_ENTRIES = 16
 _cache: OrderedDict[tuple, tuple[tuple, SparseOperator]] = OrderedDict()
@@ -121,12 +94,22 @@ def chebyshev_operator(
     lambda_max: float | torch.Tensor | None,
     batch: torch.Tensor | None,
     dtype: torch.dtype,
+    *,
+    cache: bool = True,
 ) -> SparseOperator:
-    """:func:`build_chebyshev_operator`, cached on the identity of the input tensors.
+    r"""The operator of :func:`~deepsphere_pyg.graphs.operator.rescaled_laplacian_entries`
+    as CSR matrices :math:`M` and :math:`M^\top` (module docstring), with the CPU kernel
+    of :func:`get_cpu_kernel` at the time of the call.
 
-    The cache holds the most recent graphs (16); entries are dropped when a key tensor is
-    garbage-collected or edited in place (its version counter changes).
+    With ``cache=True`` (the drop-in path, where PyG hands the layer raw tensors) it is
+    cached on the identity of the input tensors: the cache holds the most recent graphs
+    (16); entries are dropped when a key tensor is garbage-collected or edited in place
+    (its version counter changes). ``cache=False`` builds it afresh (an owner of a fixed
+    graph keeping it as a buffer).
     """
+    if not cache:
+        return _build(edge_index, edge_weight, num_nodes, normalization, lambda_max, batch,
+                      dtype)
     tensors = (edge_index, edge_weight, batch,
                lambda_max if isinstance(lambda_max, torch.Tensor) else None)
     scalar = None if isinstance(lambda_max, torch.Tensor) or lambda_max is None \
@@ -138,8 +121,8 @@ def chebyshev_operator(
         if entry is not None and _alive(entry[0], tensors):
             _cache.move_to_end(key)
             return entry[1].with_kernel(_cpu_kernel)
-    operator = build_chebyshev_operator(edge_index, edge_weight, num_nodes, normalization,
-                                        lambda_max, batch, dtype)
+    operator = _build(edge_index, edge_weight, num_nodes, normalization, lambda_max, batch,
+                      dtype)
     refs = tuple(None if t is None else weakref.ref(t) for t in tensors)
     with _lock:
         _cache[key] = (refs, operator)
@@ -159,3 +142,20 @@ def clear_operator_cache() -> None:
     """Forget every cached operator (frees their memory)."""
     with _lock:
         _cache.clear()
+
+
+def _build(edge_index: torch.Tensor, edge_weight: torch.Tensor | None, num_nodes: int,
+           normalization: str | None, lambda_max: float | torch.Tensor | None,
+           batch: torch.Tensor | None, dtype: torch.dtype) -> SparseOperator:
+    if edge_index.numel() and int(edge_index.max()) >= num_nodes:
+        raise ValueError(
+            f"x has {num_nodes} nodes but edge_index refers to node {int(edge_index.max())}; "
+            "x must hold one row per node of the graph (dimension -2)"
+        )
+    with torch.no_grad():
+        index, value = rescaled_laplacian_entries(edge_index, edge_weight, num_nodes,
+                                                  normalization, lambda_max, batch, dtype)
+    # Messages flow source (row 0) -> target (row 1): the applied matrix is M[t, s].
+    applied = csr_from_entries(index.flip(0), value, num_nodes)
+    transposed = csr_from_entries(index, value, num_nodes) if normalization == "rw" else None
+    return SparseOperator(applied, transposed, kernel=_cpu_kernel)
