@@ -2,8 +2,8 @@ r"""Run healpy's OpenMP regions on one thread.
 
 healpy parallelises its transforms with OpenMP. For the small transforms of tests, data
 generation and metrics, OpenMP threads waiting for busy cores of a loaded machine made
-:func:`healpy.rotate_alm` up to 1000 times slower (0.8 s instead of 0.6 ms at
-:math:`\ell_\max = 47`); :func:`single_threaded_openmp` sets one thread for the duration
+:func:`healpy.rotate_alm` far slower than one thread (``BENCHMARKS.md``, "Costs behind the
+library's defaults"); :func:`single_threaded_openmp` sets one thread for the duration
 of a ``with`` block and restores the previous setting.
 """
 

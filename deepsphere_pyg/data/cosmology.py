@@ -92,9 +92,9 @@ The two most recent full-sky maps are kept in memory so that reading patches in 
 costs one map per :math:`P` samples; with ``cache=True`` every patch of a generated map is
 cached at once.
 
-Generation time per full-sky map (one core of a busy machine, lognormal or Gaussian):
-3 ms at nside 64, 0.1 s at nside 256, 4.5-5 s at nside 1024 (dominated by
-:func:`healpy.alm2map`), plus a one-time 1.3 s at nside 1024 for the lognormal spectra.
+Generating a full-sky map (lognormal or Gaussian) is dominated at nside 1024 by
+:func:`healpy.alm2map`; the lognormal spectra are computed once (generation times per
+nside: ``BENCHMARKS.md``, "Costs behind the library's defaults").
 """
 
 from __future__ import annotations

@@ -71,8 +71,8 @@ neighbour counts outside the published table of
 
 The transforms here are small, so healpy's OpenMP is run single-threaded while they run
 (and restored afterwards): on a loaded machine OpenMP threads waiting for busy cores made
-:func:`healpy.rotate_alm` up to 1000 times slower (0.8 s instead of 0.6 ms at
-:math:`\ell_\max = 47`).
+:func:`healpy.rotate_alm` far slower than one thread (``BENCHMARKS.md``, "Costs behind the
+library's defaults").
 
 The random fields, rotations and transforms behind these functions (the *probes*, drawn
 once and reused for every operator) live in :mod:`~deepsphere_pyg.graphs.equivariance_probe`.

@@ -45,9 +45,9 @@ points at the vertex; it is off by at most 0.16 coarse edge lengths, near the tw
 level-0 vertices and the faces that are not cycles).
 
 **Cost.** Each level is built from the previous one with vectorised numpy and cached for
-the life of the process (read-only; the public functions return copies): level 8 (655k
-vertices) takes about 3 s, level 9 (2.6M) about 10 s and holds about 0.5 GB with the
-levels below it.
+the life of the process (read-only; the public functions return copies), so only the
+first request of a fine level pays for its construction and for the levels below it
+(build times and memory: ``BENCHMARKS.md``, "Costs behind the library's defaults").
 """
 
 from __future__ import annotations

@@ -84,7 +84,7 @@ def estimate_lambda_max(
     precision of the graph's weights) and raised by that tolerance so that the result
     is not below the true value (the rescaled operator must keep its spectrum inside
     :math:`[-1, 1]`). The random-walk Laplacian has the spectrum of the symmetric one.
-    Cost: about 1.5 s at 786k nodes (nside 256, k=8) on two cores.
+    Run time: ``BENCHMARKS.md``, "Costs behind the library's defaults".
     """
     check_normalization(normalization)
     similar = "sym" if normalization == "rw" else normalization

@@ -36,10 +36,9 @@ writer updates: independent processes cannot write into one file concurrently (S
 allows a single writer; several writers need an MPI build of HDF5 and collective I/O), and
 a writer killed mid-write can leave that metadata inconsistent and the whole file
 unreadable, whereas here an interrupted write costs at most the one map being written.
-Measured with zarr 3.1.6 on a local ext4 disk (2-core machine), for maps of
-768 x 24 float32 coefficients (73.7 kB raw, 68 kB after zstd on Gaussian noise): writing
-one map's chunk takes about 0.9 ms and reading it back about 0.5 ms, negligible next to a
-scattering transform. Sharded zarr arrays (many chunks per file) are deliberately not used:
+Writing one map's chunk and reading it back cost a negligible time next to a scattering
+transform (measured with zarr on a local disk: ``BENCHMARKS.md``, "Costs behind the
+library's defaults"). Sharded zarr arrays (many chunks per file) are deliberately not used:
 two processes updating one shard would race.
 """
 

@@ -3,10 +3,11 @@ Chebyshev expansion of the rescaled Laplacian (the filters of
 :class:`~deepsphere_pyg.scattering.graph_backend.GraphBackend`, one at a time).
 
 :math:`\lambda_\max` is Gershgorin's bound of the assembled Laplacian
-(:func:`chebyshev_operator`; an underestimate would make the recurrence diverge, Lanczos
-costs minutes at nside 1024); ``lambda_max="lanczos"`` estimates it instead. The expansion
-interpolates at the Chebyshev-Lobatto points (:func:`kernel_coefficients`), exact at
-:math:`\mu = 0`, so a constant map is filtered exactly.
+(:func:`chebyshev_operator`; an underestimate would make the recurrence diverge, and
+Lanczos is far slower on large graphs: ``BENCHMARKS.md``, "Costs behind the library's
+defaults"); ``lambda_max="lanczos"`` estimates it instead. The expansion interpolates at
+the Chebyshev-Lobatto points (:func:`kernel_coefficients`), exact at :math:`\mu = 0`, so a
+constant map is filtered exactly.
 """
 
 from __future__ import annotations
@@ -64,8 +65,9 @@ def chebyshev_operator(graph: SphereGraph, normalization: str | None = None,
 
     ``lambda_max="bound"``: Gershgorin's bound :math:`\max_i \sum_j |L_{ij}|` of the
     assembled Laplacian (:math:`2 \max_i d_i` for the combinatorial one; one pass over
-    its entries, where :func:`~deepsphere_pyg.graphs.laplacian.lambda_max_bound` took
-    8 s at nside 1024); ``"lanczos"``: :func:`~deepsphere_pyg.graphs.laplacian.
+    its entries, cheaper at nside 1024 than
+    :func:`~deepsphere_pyg.graphs.laplacian.lambda_max_bound`: ``BENCHMARKS.md``, "Costs
+    behind the library's defaults"); ``"lanczos"``: :func:`~deepsphere_pyg.graphs.laplacian.
     estimate_lambda_max`. The matrix is a CSR tensor with int32 indices where they fit
     (half the index memory and traffic of int64), in the graph's dtype and on its device.
     """

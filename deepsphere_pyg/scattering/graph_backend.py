@@ -9,8 +9,8 @@ interpolation at the Chebyshev-Lobatto points, exact at :math:`\mu = 0`, so a co
 map is filtered exactly) evaluated with the three-term recurrence: ``K - 1`` sparse
 products for ``K`` terms, no eigendecomposition. :math:`\lambda_\max` is Gershgorin's
 bound of the assembled Laplacian (:func:`chebyshev_operator`; an underestimate would make
-the recurrence diverge, Lanczos costs minutes at nside 1024); ``lambda_max="lanczos"``
-estimates it instead.
+the recurrence diverge, and Lanczos is far slower on large graphs: ``BENCHMARKS.md``,
+"Costs behind the library's defaults"); ``lambda_max="lanczos"`` estimates it instead.
 
 **Multiresolution.** A filter whose band ends at a fixed fraction of a level's resolution
 needs the same number of terms on every level, so each filter runs on the coarsest level
@@ -94,14 +94,14 @@ and so are these filters.
 goes through scipy, more through torch's kernel (see ``SparseOperator``); on CUDA, torch; with
 autograd (``x.requires_grad``), torch on either.
 
-**Cost** (``scripts/bench_scattering.py``, one map, depth 2, :math:`L = 3072`,
-:math:`J_0 = 6`, 29 paths, one thread of a shared 2-core machine): at nside 1024 the
-transform takes 34 s with 8-NN graphs on every level (harmonic backend 41 s; peak RSS
-7.1 GB, of which the graphs and operators are most) and 36 s with 8 neighbours on level
-0 and 20 on the coarser levels (harmonic 39 s; 8.6 GB), which is 3 times closer to the
-harmonic coefficients at order 0 (6e-3 instead of 2.3e-2 relative difference); the
-setup (graphs, then calibration and operators) takes 41-47 s, once per hierarchy. At
-nside 256 the graph transform takes 1.1-1.2 times the harmonic one.
+**Cost** (``scripts/bench_scattering.py``; run times and memory in ``BENCHMARKS.md``,
+"Scattering front-end: graph backend vs healpy"): at nside 1024 the graph transform is
+faster than the harmonic backend, and most of its memory is the graphs and operators; at
+nside 256 it is slower than the harmonic one. With 8 neighbours on level 0 and 20 on the
+coarser levels instead of 8 on every level it is slightly slower and needs more memory,
+and it is 3 times closer to the harmonic coefficients at order 0 (6e-3 instead of 2.3e-2
+relative difference). The setup (graphs, then calibration and operators) is paid once per
+hierarchy.
 """
 
 from __future__ import annotations

@@ -23,10 +23,9 @@ the input is analysed up to :math:`L - 1`, :math:`U[p]` up to the largest degree
 :math:`\lambda^{j_m}`), a wavelet map is synthesised up to the top of its band
 (below :math:`\lambda^{j+1}`), the output up to the top of :math:`\Phi`. A map with
 :math:`n` wavelet scales costs, at depth 2, :math:`1 + n + n(n-1)/2` syntheses and as many
-analyses at level 0, most of them at low degree (dominated by the ring FFTs). Measured
-on one thread of a shared 2-core machine (depth 2, :math:`J_0 = 2`, :math:`L = 3
-n_\mathrm{side}`, one map): 0.05 s at nside 64 (29 paths), 1.2 s at nside 256 (46 paths),
-47-64 s at nside 1024 (67 paths; a third of it the ``iter=3`` analysis of the input).
+analyses at level 0, most of them at low degree (dominated by the ring FFTs). Run times
+measured at nside 64, 256 and 1024 (where the ``iter=3`` analysis of the input is a large
+share): ``BENCHMARKS.md``, "Costs behind the library's defaults".
 
 **Analysis accuracy** (measured on white-spectrum maps; relative error of the coefficients
 in the band of each kernel). HEALPix has no exact quadrature, so ``map2alm`` with Jacobi
@@ -39,8 +38,8 @@ iterations is an approximation near :math:`\ell_\max = 3 n_\mathrm{side} - 1`:
   (:math:`\ell > 1.5\, n_\mathrm{side}`) it is 12-22 % for any method, an intrinsic
   limit of the sampling. :func:`healpy.map2alm_lsq` reaches :math:`10^{-5}` at low
   degree (and 4-12 % at the top) but needs 30-50 iterations of a synthesis and an
-  analysis, about 100 times the time of ``iter=3`` at nside 64: prohibitive at nside
-  1024, so it is not used.
+  analysis, far more time than ``iter=3`` (``BENCHMARKS.md``, "Costs behind the
+  library's defaults"): prohibitive at nside 1024, so it is not used.
 * :math:`U[p]`: plain quadrature ``map2alm(iter=0)`` (:data:`MODULUS_ITER`). The modulus
   is not band-limited, so its samples at level 0 determine its low-degree coefficients
   only up to the aliasing of its high-degree tail: measured against the modulus sampled
@@ -60,10 +59,9 @@ OpenMP as configured (``OMP_NUM_THREADS``). The default is one thread: the front
 over whole data sets, where running maps in parallel processes
 (:func:`deepsphere_pyg.precompute.precompute` with ``num_workers``) uses the cores
 better than threads inside each transform, and on a loaded machine OpenMP threads waiting
-for busy cores cost far more than they save (measured on a shared 2-core machine: 85 ms
-instead of 0.15 ms per transform at nside 32, and 6-10 s instead of 1.6 s for a depth-2
-scattering at nside 256). For one large map on an idle many-core machine, set
-``num_threads`` to the number of cores.
+for busy cores cost far more than they save, for single transforms as for whole
+scattering transforms (``BENCHMARKS.md``, "Costs behind the library's defaults"). For one
+large map on an idle many-core machine, set ``num_threads`` to the number of cores.
 """
 
 from __future__ import annotations

@@ -72,8 +72,8 @@ TRAIN_DEFAULTS: Config = {
     "gradient_clip": None,
     "num_workers": 0,
     # CPU threads per process (None: torch's default). The experiments' graphs are small:
-    # one thread avoids the waits of several threads on a busy machine (measured on 2
-    # cores: an epoch of digits 3.3 s on one thread, 47 s on two at load 4).
+    # one thread avoids the waits of several threads on a busy machine, which cost far
+    # more than they save (BENCHMARKS.md, "Default training run").
     "threads": 1,
     "accelerator": "auto",
     "progress": True,

@@ -138,10 +138,10 @@ class RandomRotation(BaseTransform):
 
     The matrix used by the latest call is kept in :attr:`last_rotation` (``[3, 3]``).
 
-    Cost per channel (one core of a busy machine): harmonic 0.14 s at nside 64, 1.4 s at
-    nside 256, growing as :math:`n_\mathrm{side}^3` (eight spherical-harmonic transforms);
-    exact 0.1-0.2 s up to nside 256 (mostly the ordering check; permutations are cached
-    up to nside 256).
+    Cost per channel: harmonic grows as :math:`n_\mathrm{side}^3` (eight
+    spherical-harmonic transforms); exact is mostly the ordering check (permutations are
+    cached up to nside 256). Measured times: ``BENCHMARKS.md``, "Costs behind the
+    library's defaults".
 
     Args:
         nside: resolution of the maps (``data.x`` has ``12 nside^2`` rows).
