@@ -120,6 +120,37 @@ def report_isolated(lonely: np.ndarray, isolated: str, stacklevel: int = 3) -> N
                   stacklevel=stacklevel + 1)
 
 
+def induced_pairs(
+    pairs: np.ndarray, kept: np.ndarray, num_points: int, isolated: str, stacklevel: int = 3
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The subgraph of an undirected edge list induced by the kept nodes.
+
+    Args:
+        pairs: ``[2, M]`` node pairs in the full sampling's ids.
+        kept: sorted ids ``[K]`` of the kept nodes.
+        num_points: nodes of the full sampling.
+        isolated: what to do with kept nodes left without an edge
+            (:func:`report_isolated`: ``"raise"`` or ``"drop"``).
+
+    Returns:
+        ``(kept, local_pairs, inside)``: the kept ids (isolated ones dropped), the pairs
+        with both ends kept renumbered ``0 .. len(kept) - 1``, and the boolean ``[M]`` mask
+        of those pairs in ``pairs`` (to select their lengths or weights).
+    """
+    node_of = np.full(num_points, -1, dtype=np.int64)
+    node_of[kept] = np.arange(kept.size)
+    inside = (node_of[pairs] >= 0).all(axis=0)
+    has_edge = np.zeros(num_points, dtype=bool)
+    has_edge[pairs[:, inside].ravel()] = True
+    lonely = kept[~has_edge[kept]]
+    if lonely.size:
+        report_isolated(lonely, isolated, stacklevel=stacklevel + 1)
+        kept = np.setdiff1d(kept, lonely)
+        node_of[:] = -1
+        node_of[kept] = np.arange(kept.size)
+    return kept, node_of[pairs[:, inside]], inside
+
+
 def pixels_from_mask(mask: object, nside: int, nest: bool, check_ordering: bool) -> np.ndarray:
     """Sorted, unique pixel ids kept by a HEALPix ``mask``.
 

@@ -37,7 +37,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .checks import report_isolated
+from .checks import induced_pairs
 from .equiangular_layout import (
     GRIDS,
     GridLayout,
@@ -113,17 +113,9 @@ def _neighbour_graph(
 ) -> SphereGraph:
     pairs, angle = _neighbour_edges(layout, pos)
     if kept is not None:
-        node_of = np.full(layout.num_nodes, -1, dtype=np.int64)
-        node_of[kept] = np.arange(kept.size)
-        pairs = node_of[pairs]
-        inside = (pairs >= 0).all(axis=0)
-        pairs, angle = pairs[:, inside], angle[inside]
-        has_edge = np.zeros(kept.size, dtype=bool)
-        has_edge[pairs.ravel()] = True
-        if not has_edge.all():
-            lonely = kept[~has_edge]
-            report_isolated(lonely, isolated, stacklevel=4)
-            return _neighbour_graph(layout, pos, np.setdiff1d(kept, lonely), "raise", dtype)
+        kept, pairs, inside = induced_pairs(pairs, kept, layout.num_nodes, isolated,
+                                            stacklevel=4)
+        angle = angle[inside]
     num_nodes = layout.num_nodes if kept is None else kept.size
     row = np.concatenate([pairs[0], pairs[1]])
     col = np.concatenate([pairs[1], pairs[0]])

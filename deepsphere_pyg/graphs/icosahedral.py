@@ -61,7 +61,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .checks import check_positive_int, report_isolated
+from .checks import check_positive_int, induced_pairs
 from .hierarchy import SphereHierarchy
 from .knn_graph import check_kernel, keep_index, knn_graph
 from .lonlat import region_mask, vec_to_lonlat
@@ -442,24 +442,13 @@ def _mesh_graph(mesh: _Mesh, level: int, kernel: str | float, kept: np.ndarray |
              else float(kernel))
     lo, hi = edges[:, 0], edges[:, 1]
     node_pos = pos
-    if kept is not None:
-        node_of_point = np.full(num_points, -1, dtype=np.int64)
-        node_of_point[kept] = np.arange(kept.size)
-        inside = (node_of_point[lo] >= 0) & (node_of_point[hi] >= 0)
-        lo, hi = lo[inside], hi[inside]
-        has_edge = np.zeros(num_points, dtype=bool)
-        has_edge[lo] = has_edge[hi] = True
-        lonely = kept[~has_edge[kept]]
-        if lonely.size:
-            report_isolated(lonely, isolated, stacklevel=4)
-            kept = np.setdiff1d(kept, lonely)
-            node_of_point[:] = -1
-            node_of_point[kept] = np.arange(kept.size)
-        node_pos = pos[kept]
     diff = pos[lo] - pos[hi]
     dist2 = np.einsum("ij,ij->i", diff, diff)
     if kept is not None:
-        lo, hi = node_of_point[lo], node_of_point[hi]
+        kept, (lo, hi), inside = induced_pairs(np.stack([lo, hi]), kept, num_points,
+                                               isolated, stacklevel=4)
+        dist2 = dist2[inside]
+        node_pos = pos[kept]
     weight = torch.from_numpy(np.exp(-dist2 / (4.0 * width))).to(dtype)
     if weight.numel() and not bool((weight > 0).all()):
         raise ValueError(
