@@ -42,6 +42,7 @@ from .graphs import (
     icosahedral_graph,
     points_graph,
 )
+from .graphs.checks import EDGES
 from .graphs.equiangular import GRIDS, WEIGHTS
 from .io import machine_description, write_text_atomic
 
@@ -51,7 +52,7 @@ SAMPLINGS = ("healpix", "equiangular", "icosahedral", "points")
 #: Options that belong to one sampling (their destination names), and their defaults.
 _OPTIONS: dict[str, dict[str, Any]] = {
     "healpix": {"nside": 16},
-    "equiangular": {"nlat": 32, "nlon": None, "grid": "driscoll-healy", "weights": "knn"},
+    "equiangular": {"nlat": 32, "nlon": None, "grid": "driscoll-healy", "weights": None},
     "icosahedral": {"level": 4, "neighbours": None},
     "points": {"points": None, "duplicates": "raise"},
 }
@@ -78,11 +79,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="sampling of the sphere (default healpix)")
     parser.add_argument("--k", type=int, default=None,
                         help="neighbours per node (default: the builder's, 8)")
+    parser.add_argument("--edges", choices=EDGES, default=None,
+                        help="edge recipe: knn (k nearest nodes) or neighbours (the "
+                             "sampling's own: HEALPix 8-neighbourhood, 4-neighbour grid, "
+                             "icosahedral mesh); default: knn, the mesh for icosahedral "
+                             "(knn when --k is given)")
     parser.add_argument("--kernel", type=_kernel, default=None, metavar="NAME|T",
-                        help="edge-weight recipe or heat-kernel width t: healpix v2 (default), "
-                             "v1; equiangular auto (default), global, adaptive; icosahedral "
-                             "mesh auto (default), v1, knn auto, global, adaptive; points auto "
-                             "(default), global, adaptive")
+                        help="edge-weight rule or heat-kernel width t: auto (default: the "
+                             "sampling's tuned rule), healpix v2 (knn) / v1 (neighbours); "
+                             "global, adaptive (knn of the other samplings); icosahedral "
+                             "v1 (neighbours)")
     parser.add_argument("--output", metavar="DIR", default=None,
                         help="output folder (default graph-<sampling>)")
     parser.add_argument("--max-nodes", type=int, default=5000,
@@ -98,12 +104,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     grid.add_argument("--grid", choices=GRIDS, default=None,
                       help="grid family (default driscoll-healy)")
     grid.add_argument("--weights", choices=WEIGHTS, default=None,
-                      help="k-NN heat kernel (knn, default) or the 4-neighbour grid graph")
+                      help="deprecated: the old name of --edges")
     mesh = parser.add_argument_group("icosahedral")
     mesh.add_argument("--level", type=int, default=None,
                       help="subdivisions of the icosahedron (default 4: 2562 nodes)")
     mesh.add_argument("--neighbours", choices=("mesh", "knn"), default=None,
-                      help="mesh edges (default) or k-NN (default when --k is given)")
+                      help="deprecated: the old name of --edges (mesh = neighbours)")
     points = parser.add_argument_group("points")
     points.add_argument("--points", metavar="FILE", default=None,
                         help="CSV (columns lon,lat or a header naming them) or .npy [P, 2] "
@@ -219,22 +225,23 @@ def build_graph(args: argparse.Namespace) -> tuple[SphereGraph, dict[str, Any]]:
     if args.kernel is not None:
         params["kernel"] = args.kernel
     sampling = args.sampling
+    edges = _edges(args, options)
+    if edges is None and sampling == "icosahedral":
+        edges = "knn" if args.k is not None else "neighbours"
+    if edges is not None:
+        params["edges"] = edges
+    if edges == "neighbours" and args.k is not None and sampling != "healpix":
+        raise ValueError(f"--k applies to --edges knn; the {sampling} neighbours graph "
+                         "(--edges neighbours) has the sampling's own neighbours, no k")
     if sampling == "healpix":
         params = {"nside": options["nside"], **params}
         return healpix_graph(**params), params
     if sampling == "equiangular":
-        if options["weights"] == "neighbours" and args.k is not None:
-            raise ValueError("--k applies to --weights knn; the 4-neighbour grid graph "
-                             "(--weights neighbours) has no k")
         params = {"nlat": options["nlat"], "nlon": options["nlon"], "grid": options["grid"],
-                  "weights": options["weights"], **params}
+                  **params}
         return equiangular_graph(**params), params
     if sampling == "icosahedral":
-        neighbours = options["neighbours"] or ("knn" if args.k is not None else "mesh")
-        if neighbours == "mesh" and args.k is not None:
-            raise ValueError("--k applies to --neighbours knn; the mesh graph has the "
-                             "triangulation's 5 or 6 neighbours per node")
-        params = {"level": options["level"], "neighbours": neighbours, **params}
+        params = {"level": options["level"], **params}
         return icosahedral_graph(**params), params
     if options["points"] is None:
         raise ValueError("--sampling points needs --points FILE (a CSV of lon,lat or a .npy "
@@ -242,7 +249,27 @@ def build_graph(args: argparse.Namespace) -> tuple[SphereGraph, dict[str, Any]]:
     lon, lat = read_points(options["points"])
     params = {"points": str(options["points"]), "duplicates": options["duplicates"], **params}
     return points_graph(lon, lat, duplicates=options["duplicates"],
-                        **{key: params[key] for key in ("k", "kernel") if key in params}), params
+                        **{key: params[key] for key in ("k", "kernel", "edges")
+                           if key in params}), params
+
+
+#: The deprecated per-sampling flags of the edge recipe: flag -> {old value: recipe}.
+_OLD_EDGE_FLAGS = {"weights": {"knn": "knn", "neighbours": "neighbours"},
+                   "neighbours": {"mesh": "neighbours", "knn": "knn"}}
+
+
+def _edges(args: argparse.Namespace, options: dict[str, Any]) -> str | None:
+    """``--edges``, or the recipe given by a deprecated flag (with a note on stderr)."""
+    for flag, names in _OLD_EDGE_FLAGS.items():
+        value = options.get(flag)
+        if value is None:
+            continue
+        if args.edges is not None:
+            raise ValueError(f"--edges and --{flag} both given; --{flag} is the old name of "
+                             "--edges: keep --edges")
+        print(f"--{flag} {value} is deprecated: use --edges {names[value]}", file=sys.stderr)
+        return names[value]
+    return args.edges
 
 
 def graph_statistics(graph: SphereGraph, build_seconds: float | None = None) -> dict[str, Any]:
@@ -336,8 +363,8 @@ def run(args: argparse.Namespace) -> int:
         "sampling": args.sampling,
         "parameters": {name: _jsonable(value) for name, value in params.items()},
         "graph": {name: _jsonable(graph[name]) for name in
-                  ("nside", "nest", "grid", "nlat", "nlon", "weights", "level", "neighbours",
-                   "k", "kernel") if name in graph},
+                  ("nside", "nest", "grid", "nlat", "nlon", "edges", "weights", "level",
+                   "neighbours", "k", "kernel") if name in graph},
         "statistics": {name: _jsonable(value) for name, value in stats.items()},
         "machine": machine,
     }

@@ -21,7 +21,7 @@ Four panels, one figure (PNG) and a Markdown report with every plotted number:
     10 times more here.)
 (c) Driscoll-Healy equiangular graphs with about as many nodes (``nlat = nlon``, the even
     ``nlat`` whose :math:`(n_\mathrm{lat} - 1) n_\mathrm{lon} + 1` nodes are closest to
-    :math:`12 n_\mathrm{side}^2`): the 4-neighbour graph (``weights="neighbours"``,
+    :math:`12 n_\mathrm{side}^2`): the 4-neighbour graph (``edges="neighbours"``,
     :math:`w = 1/d`) and k-NN graphs k = 8 / 20 with ``kernel="auto"``; plain
     :math:`\sqrt{E}` with least-squares analysis on the nodes (the only protocol for
     samplings other than HEALPix), degrees up to the grid's band limit; the HEALPix k = 8 /
@@ -270,7 +270,7 @@ def healpix_curves(args: argparse.Namespace) -> tuple[dict[str, Curve], dict[str
                                                        tuple[float, float]]:
     """``(paper-protocol curves, kernel widths t, convention check)`` of the HEALPix
     graphs."""
-    graphs = {"v1": healpix_graph(args.nside, kernel="v1")}
+    graphs = {"v1": healpix_graph(args.nside, edges="neighbours")}
     graphs |= {f"k={k}": healpix_graph(args.nside, k=k, kernel="v2") for k in NEIGHBOURS}
     curves = shared_probe_curves(graphs, args.degrees, (args.num_signals, args.num_rotations),
                                  args.seed, "paper")
@@ -284,7 +284,7 @@ def equiangular_curves(args: argparse.Namespace) -> tuple[dict[str, Curve], dict
     """Curves (least-squares protocol) of the Driscoll-Healy graphs, and grid facts."""
     nlat = args.nlat or comparable_nlat(hp.nside2npix(args.nside))
     grid = dict(nlat=nlat, grid="driscoll-healy")
-    graphs = {"4-neighbour": equiangular_graph(**grid, weights="neighbours"),
+    graphs = {"4-neighbour": equiangular_graph(**grid, edges="neighbours"),
               "k=8": equiangular_graph(**grid, k=8, kernel="auto"),
               "k=20": equiangular_graph(**grid, k=20, kernel="auto")}
     first = graphs["4-neighbour"]

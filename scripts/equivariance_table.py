@@ -16,7 +16,7 @@ pure-degree random fields, Haar-random rotations) measured three ways:
 ``ratio`` and ``verdict`` compare ``√E paper`` with the published value
 (``ok`` = ours <= published). Rows:
 
-* ``v1``: DeepSphere v1 graph (``kernel="v1"``);
+* ``v1``: DeepSphere v1 graph (``edges="neighbours"``);
 * ``v2 k=K``: our v2 recipe (``kernel="v2"``: the published half-width sigma of
   ``exp(-ln2 d²/σ²)``, i.e. ``t = σ²/(4 ln 2)``, from ``healpix_kernel_width``);
 * ``identity``: the identity operator, i.e. the floor of each measurement;
@@ -200,7 +200,7 @@ def sampling_graphs(args) -> list[tuple[str, object, object]]:
         ("HEALPix nside 16, k=8 (v2)", healpix_graph(16, k=8), None),
         ("HEALPix nside 16, k=20 (v2)", healpix_graph(16, k=20), None),
         ("Driscoll-Healy 64x64, 4-neighbour 1/d",
-         equiangular_graph(**grid, weights="neighbours"), None),
+         equiangular_graph(**grid, edges="neighbours"), None),
         ("Driscoll-Healy 64x64, k=8, HEALPix width rule",
          equiangular_graph(**grid, k=8, kernel="global"),
          lambda t: equiangular_graph(**grid, k=8, kernel=t)),
@@ -210,15 +210,15 @@ def sampling_graphs(args) -> list[tuple[str, object, object]]:
         ("Driscoll-Healy 64x64, k=20 auto", equiangular_graph(**grid, k=20),
          lambda t: equiangular_graph(**grid, k=20, kernel=t)),
         ("SOFT 64x64, 4-neighbour 1/d",
-         equiangular_graph(64, grid="soft", weights="neighbours"), None),
+         equiangular_graph(64, grid="soft", edges="neighbours"), None),
         ("SOFT 64x64, k=20 auto", equiangular_graph(64, grid="soft", k=20), None),
         ("SOFT 64x64, finite-volume operator A^-1 C (reference, not a graph)",
-         equiangular_graph(64, grid="soft", weights="neighbours"), "finite-volume"),
+         equiangular_graph(64, grid="soft", edges="neighbours"), "finite-volume"),
         ("Gauss-Legendre 32x64, k=20 auto",
          equiangular_graph(32, 64, grid="gauss-legendre", k=20), None),
-        ("icosahedral level 4, mesh", icosahedral_graph(4, neighbours="mesh"),
-         lambda t: icosahedral_graph(4, neighbours="mesh", kernel=t)),
-        ("icosahedral level 4, k=8", icosahedral_graph(4, neighbours="knn", k=8), None),
+        ("icosahedral level 4, mesh", icosahedral_graph(4, edges="neighbours"),
+         lambda t: icosahedral_graph(4, edges="neighbours", kernel=t)),
+        ("icosahedral level 4, k=8", icosahedral_graph(4, edges="knn", k=8), None),
         ("random uniform 3072, k=8 global", knn_graph(points, k=8, kernel="global"),
          lambda t: knn_graph(points, k=8, kernel=t)),
         ("random uniform 3072, k=8 adaptive", knn_graph(points, k=8, kernel="adaptive"), None),
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     tuned: list[str] = []
     samplings = samplings_section(args) if "samplings" in args.sections else []
     for nside, ells in (args.nside_ells if "healpix" in args.sections else []):
-        graph = healpix_graph(nside, kernel="v1")
+        graph = healpix_graph(nside, edges="neighbours")
         rows.append(measure(graph, ells, args, "v1", nside, "v1", graph.kernel_width))
         for k in NEIGHBOURS:
             graph = healpix_graph(nside, k=k, kernel="v2")

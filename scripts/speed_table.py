@@ -4,7 +4,7 @@ r"""Speed table: graph filtering against harmonic smoothing, and layer / model t
 **Filtering of one map on one thread** (the DeepSphere v1 speed figure). For each nside,
 one random map of :math:`n = 12\,n_\mathrm{side}^2` pixels is filtered
 
-* on the HEALPix graph (``healpix_graph(nside, k=8, kernel="v1")`` by default: the 8
+* on the HEALPix graph (``healpix_graph(nside, k=8, edges="neighbours")`` by default: the 8
   HEALPix neighbours of DeepSphere v1) by a Chebyshev polynomial of the rescaled
   Laplacian :math:`\tilde L = L - I` (symmetric normalised :math:`L`,
   :math:`\lambda_\max = 2`, as in v1 and in the models), with ``K`` = 5 and 15 terms

@@ -65,7 +65,8 @@ def test_healpix_end_to_end(tmp_path, capsys):
     assert run_graph("--nside", "4", "--output", str(tmp_path / "out")) == 0
     record = check_outputs(tmp_path / "out", healpix_graph(4))
     assert record["sampling"] == "healpix" and record["parameters"] == {"nside": 4}
-    assert record["graph"] == {"nside": 4, "nest": True, "k": 8, "kernel": "v2"}
+    assert record["graph"] == {"nside": 4, "nest": True, "edges": "knn", "k": 8,
+                               "kernel": "v2"}
     out = capsys.readouterr().out
     assert "healpix graph: 192 nodes, 1560 directed edges" in out
     assert "statistics.json" in out
@@ -99,7 +100,7 @@ def test_other_samplings_end_to_end(tmp_path):
     # --k alone turns the icosahedral graph into a k-NN graph.
     assert run_graph("--sampling", "icosahedral", "--level", "2", "--k", "6", "--output",
                      str(tmp_path / "ico")) == 0
-    record = check_outputs(tmp_path / "ico", icosahedral_graph(2, neighbours="knn", k=6))
+    record = check_outputs(tmp_path / "ico", icosahedral_graph(2, edges="knn", k=6))
     assert record["graph"]["neighbours"] == "knn"
 
 
@@ -169,15 +170,17 @@ def test_read_points_refuses_bad_arrays(tmp_path):
         (["--sampling", "points"], ValueError, "--sampling points needs --points FILE"),
         (["--sampling", "points", "--points", "missing.csv"], FileNotFoundError,
          "--points: file 'missing.csv' not found"),
-        (["--kernel", "v3"], ValueError, "kernel must be 'v2', 'v1'"),
+        (["--kernel", "v3"], ValueError, "kernel must be 'auto', 'v2'"),
         (["--kernel", "-1"], ValueError, "kernel width t must be positive"),
         (["--k", "0"], ValueError, "k must be an integer >= 1"),
         (["--sampling", "equiangular", "--nlat", "1"], ValueError, "nlat must be >= 2"),
-        (["--sampling", "equiangular", "--weights", "neighbours", "--k", "4"], ValueError,
-         "--k applies to --weights knn"),
+        (["--sampling", "equiangular", "--edges", "neighbours", "--k", "4"], ValueError,
+         "--k applies to --edges knn"),
         (["--sampling", "icosahedral", "--level", "20"], ValueError, "level must lie in"),
-        (["--sampling", "icosahedral", "--neighbours", "mesh", "--k", "6"], ValueError,
-         "--k applies to --neighbours knn"),
+        (["--sampling", "icosahedral", "--edges", "neighbours", "--k", "6"], ValueError,
+         "--k applies to --edges knn"),
+        (["--sampling", "icosahedral", "--edges", "knn", "--neighbours", "mesh"], ValueError,
+         "--neighbours is the old name of --edges"),
         (["--max-nodes", "0"], ValueError, "--max-nodes must be >= 1"),
     ],
 )
@@ -199,12 +202,25 @@ def test_argument_types_are_checked_by_the_parser(capsys, argv, match):
 
 def test_statistics_json_is_plain_json(tmp_path):
     """Every value is a JSON number, string, bool or null (no NaN, no numpy types)."""
-    assert run_graph("--sampling", "equiangular", "--nlat", "8", "--weights", "neighbours",
+    assert run_graph("--sampling", "equiangular", "--nlat", "8", "--edges", "neighbours",
                      "--output", str(tmp_path)) == 0
     text = (tmp_path / "statistics.json").read_text()
     assert "NaN" not in text and "Infinity" not in text
     stats = json.loads(text)["statistics"]
-    graph = equiangular_graph(8, weights="neighbours")
+    graph = equiangular_graph(8, edges="neighbours")
     assert stats["kernel_width"] is None  # 1/d weights: no heat kernel
     assert stats["num_nodes"] == graph.num_nodes == 57
     assert stats["degree_max"] == pytest.approx(float(graph.degree.max()))
+
+
+def test_old_edge_flags_still_work_with_a_note(tmp_path, capsys):
+    assert run_graph("--sampling", "equiangular", "--nlat", "8", "--weights", "neighbours",
+                     "--output", str(tmp_path / "eq")) == 0
+    assert "--weights neighbours is deprecated: use --edges neighbours" in capsys.readouterr().err
+    record = json.loads((tmp_path / "eq" / "statistics.json").read_text())
+    assert record["graph"]["edges"] == "neighbours"
+    assert record["statistics"]["num_edges"] == equiangular_graph(8, edges="neighbours").num_edges
+    assert run_graph("--sampling", "icosahedral", "--level", "1", "--neighbours", "mesh",
+                     "--output", str(tmp_path / "ico")) == 0
+    assert "use --edges neighbours" in capsys.readouterr().err
+    check_outputs(tmp_path / "ico", icosahedral_graph(1))

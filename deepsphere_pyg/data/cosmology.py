@@ -77,7 +77,7 @@ holding the patch's pixels in NEST order. ``patches`` restricts the data set to 
 patches (e.g. ``patches=0``: one patch per map, the exact pixels of :meth:`hierarchy`).
 Within a patch the NEST order follows the same square grid in every patch, so one graph
 (:meth:`hierarchy` of the first patch) serves all patches, as in DeepSphere v1. With the
-HEALPix-neighbour graph (``kernel="v1"``) every patch has exactly the same edges in its
+HEALPix-neighbour graph (``edges="neighbours"``) every patch has exactly the same edges in its
 local order (only the weights differ); k-NN graphs (``kernel="v2"``, the default) follow
 the pixel shapes, and at nside 64 the first patch's edges differ from another patch's own
 graph by 5 % on average (up to 10-22 % at orders 2-4). Use ``patches`` with a single
@@ -368,7 +368,7 @@ class CosmologyMaps(RelativeNoiseMixin, SyntheticSphereDataset):
 
         Full sky: :meth:`SphereHierarchy.healpix` at ``nside``. Partial sky: the same with
         ``mask`` = the pixels of ``patch`` (default: the first patch used); it serves every
-        patch, exactly with ``kernel="v1"``, approximately with k-NN graphs (module
+        patch, exactly with ``edges="neighbours"``, approximately with k-NN graphs (module
         docstring).
 
         Args:

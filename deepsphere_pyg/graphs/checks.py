@@ -22,6 +22,50 @@ def check_nside(nside: object, name: str = "nside") -> int:
     return nside
 
 
+#: Edge recipes, one name for every sampling: ``"knn"`` joins each node to its ``k``
+#: nearest nodes by chord distance (union-symmetrised); ``"neighbours"`` uses the
+#: sampling's own neighbours (the 8 HEALPix neighbours, the 4-neighbour grid of a lat-lon
+#: grid, the edges of the icosahedral triangulation).
+EDGES = ("knn", "neighbours")
+
+
+def check_edges(
+    edges: object,
+    *,
+    default: str,
+    allowed: tuple[str, ...] = EDGES,
+    old_name: str | None = None,
+    old_value: object = None,
+    old_names: dict[str, str] | None = None,
+    stacklevel: int = 3,
+) -> str:
+    """The edge recipe ``edges`` (``None``: ``default``), one of ``allowed``.
+
+    A builder that used to take the recipe under another keyword passes it as
+    ``old_name=old_value`` with the translation ``old_names`` (old value -> recipe): it
+    is still read, with a ``DeprecationWarning`` naming the new spelling.
+
+    Raises:
+        ValueError: an unknown recipe, or both ``edges`` and the old keyword given.
+    """
+    if old_value is not None and old_names is not None:
+        if edges is not None:
+            raise ValueError(f"give the edge recipe once: edges={edges!r} and "
+                             f"{old_name}={old_value!r} ({old_name}= is its old name)")
+        if not isinstance(old_value, str) or old_value not in old_names:
+            raise ValueError(f"{old_name} must be one of {tuple(old_names)}, got "
+                             f"{old_value!r}; it is deprecated: pass edges= (one of "
+                             f"{allowed})")
+        edges = old_names[old_value]
+        warnings.warn(f"{old_name}={old_value!r} is deprecated: pass edges={edges!r}",
+                      DeprecationWarning, stacklevel=stacklevel)
+    if edges is None:
+        return default
+    if edges not in allowed:
+        raise ValueError(f"edges must be one of {allowed}, got {edges!r}")
+    return str(edges)
+
+
 def check_bool(value: object, name: str, meaning: str = "") -> bool:
     """``value`` if it is ``True`` or ``False`` (not a truthy object), else a TypeError
     naming ``name`` (and what each value means, ``meaning``)."""

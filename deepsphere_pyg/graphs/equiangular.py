@@ -37,7 +37,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .checks import induced_pairs
+from .checks import EDGES, check_edges, induced_pairs
 from .equiangular_layout import (
     GRIDS,
     GridLayout,
@@ -61,8 +61,8 @@ __all__ = [
     "nodes_to_grid",
 ]
 
-#: Edge recipes of :func:`equiangular_graph`.
-WEIGHTS = ("knn", "neighbours")
+#: Edge recipes of :func:`equiangular_graph` (:data:`~deepsphere_pyg.graphs.checks.EDGES`).
+WEIGHTS = EDGES
 
 #: ``kernel="auto"`` for k-NN graphs of equiangular grids: the global width rule of
 #: :func:`~deepsphere_pyg.graphs.knn_graph.knn_graph` (calibrated on HEALPix) times this
@@ -140,15 +140,19 @@ def _check_dtype(dtype: object) -> torch.dtype:
     return dtype
 
 
-def check_weights_kernel(weights: object, kernel: object) -> str | float | None:
-    if weights not in WEIGHTS:
-        raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
-    if weights == "neighbours":
+def check_edges_kernel(edges: str | None, kernel: object, weights: str | None = None,
+                       stacklevel: int = 4) -> tuple[str, str | float | None]:
+    """The edge recipe (``weights``: its deprecated name) and the checked width rule
+    (``None`` for the fixed 1/d weights of ``"neighbours"``)."""
+    edges = check_edges(edges, default="knn", old_name="weights", old_value=weights,
+                        old_names={name: name for name in EDGES}, stacklevel=stacklevel)
+    if edges == "neighbours":
         if not (isinstance(kernel, str) and kernel == "auto"):
-            raise ValueError(f"weights='neighbours' has fixed weights 1/d; kernel applies to "
-                             f"weights='knn' only (leave kernel='auto'), got kernel={kernel!r}")
-        return None
-    return "auto" if isinstance(kernel, str) and kernel == "auto" else check_kernel(kernel)
+            raise ValueError(f"edges='neighbours' has fixed weights 1/d; kernel applies to "
+                             f"edges='knn' only (leave kernel='auto'), got kernel={kernel!r}")
+        return edges, None
+    return edges, ("auto" if isinstance(kernel, str) and kernel == "auto"
+                   else check_kernel(kernel))
 
 
 def equiangular_graph(
@@ -156,17 +160,18 @@ def equiangular_graph(
     nlon: int | None = None,
     *,
     grid: str = "driscoll-healy",
-    weights: str = "knn",
+    edges: str | None = None,
     k: int = 8,
     kernel: str | float = "auto",
     mask: object = None,
     region: Sequence[float] | None = None,
     isolated: str = "raise",
     dtype: torch.dtype = torch.float32,
+    weights: str | None = None,
 ) -> SphereGraph:
     r"""Graph of an equiangular grid (module docstring: grids, node order).
 
-    Pole rows are single nodes, so no two nodes coincide. Edges follow ``weights``:
+    Pole rows are single nodes, so no two nodes coincide. Edges follow ``edges``:
 
     * ``"knn"``: the k-NN heat-kernel graph of the node positions
       (:func:`~deepsphere_pyg.graphs.knn_graph.knn_graph`): ``k`` nearest nodes by chord
@@ -197,7 +202,7 @@ def equiangular_graph(
         nlon: number of longitudes (default: the grid's usual value,
             :func:`equiangular_grid`).
         grid: grid family (:data:`GRIDS`).
-        weights: ``"knn"`` or ``"neighbours"``.
+        edges: ``"knn"`` (default) or ``"neighbours"``.
         k: neighbours per node for ``"knn"``, ``1 <= k < N`` (``N`` of the full grid).
         kernel: ``"auto"``, ``"global"``, ``"adaptive"`` or a positive float :math:`t`.
         mask: ``None``; a boolean ``[nlat, nlon]`` grid mask (a pole node is kept when any
@@ -208,33 +213,35 @@ def equiangular_graph(
             include the pole.
         isolated: kept nodes left without a neighbour: ``"raise"`` or ``"drop"`` (warns).
         dtype: floating dtype of ``pos`` and ``edge_weight``.
+        weights: the old name of ``edges`` (deprecated).
 
     Returns:
         A :class:`SphereGraph` with ``pos`` ``[N, 3]``, ``sampling="equiangular"``, ``grid``,
-        ``nlat``, ``nlon``, ``weights``, ``grid_index`` (LongTensor ``[nlat * nlon]``: node
-        of each grid cell, row-major; ``-1`` for cells whose node is not in the graph),
+        ``nlat``, ``nlon``, ``edges`` (also as ``weights``), ``grid_index`` (LongTensor
+        ``[nlat * nlon]``: node of each grid cell, row-major; ``-1`` for cells whose node
+        is not in the graph),
         ``pixels`` (``[N]`` full-grid node ids, ``None`` without a mask), ``kernel`` and,
         for ``"knn"``, ``k`` and ``kernel_width``.
 
     Raises:
-        ValueError: unknown ``grid``/``weights``/``kernel``, sizes ``< 2``, ``k >= N``, a
+        ValueError: unknown ``grid``/``edges``/``kernel``, sizes ``< 2``, ``k >= N``, a
             region out of range, a mask or region that keeps nothing, isolated kept nodes.
 
     Example:
-        >>> g = equiangular_graph(8, grid="driscoll-healy", weights="neighbours")
+        >>> g = equiangular_graph(8, grid="driscoll-healy", edges="neighbours")
         >>> g.num_nodes  # 7 rows of 8 + the north pole
         57
     """
     grid = check_grid(grid)
     nlat, nlon = check_grid_sizes(nlat, nlon, grid)
-    resolved = check_weights_kernel(weights, kernel)
+    edges, resolved = check_edges_kernel(edges, kernel, weights)
     if isolated not in ("raise", "drop"):
         raise ValueError(f"isolated must be 'raise' or 'drop', got {isolated!r}")
     dtype = _check_dtype(dtype)
     layout = grid_layout(nlat, nlon, grid)
     kept = kept_grid_nodes(mask, region, layout)
     pos = layout_positions(layout)
-    if weights == "knn":
+    if edges == "knn":
         auto = resolved == "auto"
         graph = knn_graph(pos, k=k, kernel="global" if auto else resolved, mask=kept,
                           isolated=isolated, sampling="equiangular", dtype=dtype,
@@ -246,7 +253,8 @@ def equiangular_graph(
     graph.grid = grid
     graph.nlat = nlat
     graph.nlon = nlon
-    graph.weights = weights
+    graph.edges = edges
+    graph.weights = edges  # the recipe's old name
     graph.grid_index = _graph_grid_index(layout, graph.pixels)
     return graph
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .checks import check_positive_int
-from .equiangular import check_weights_kernel, equiangular_graph
+from .equiangular import check_edges_kernel, equiangular_graph
 from .equiangular_layout import (
     GridLayout,
     check_grid,
@@ -78,12 +78,13 @@ def equiangular_hierarchy(
     nlon: int | None = None,
     *,
     grid: str = "driscoll-healy",
-    weights: str = "knn",
+    edges: str | None = None,
     k: int | Sequence[int] = 8,
     kernel: str | float = "auto",
     mask: object = None,
     region: Sequence[float] | None = None,
     dtype: torch.dtype = torch.float32,
+    weights: str | None = None,
 ) -> SphereHierarchy:
     r"""Equiangular graphs at ``nlat x nlon``, ``nlat/2 x nlon/2``, ... with 2x2 pooling.
 
@@ -117,7 +118,7 @@ def equiangular_hierarchy(
         nlat: finest number of rings.
         levels: number of graphs (``>= 1``).
         nlon: finest number of longitudes (default: the grid's usual value).
-        grid, weights, kernel, mask, region, dtype: as in :func:`equiangular_graph`
+        grid, edges, kernel, mask, region, dtype, weights: as in :func:`equiangular_graph`
             (isolated kept nodes raise).
         k: neighbours per node, one value or one per level (finest first).
 
@@ -133,7 +134,7 @@ def equiangular_hierarchy(
     grid = check_grid(grid)
     levels = check_positive_int(levels, "levels")
     nlat, nlon = check_grid_sizes(nlat, nlon, grid)
-    check_weights_kernel(weights, kernel)
+    edges, _ = check_edges_kernel(edges, kernel, weights)
     sizes = _level_sizes(nlat, nlon, grid, levels)
     if isinstance(k, numbers.Integral) and not isinstance(k, bool):
         ks = [int(k)] * levels
@@ -149,7 +150,7 @@ def equiangular_hierarchy(
         return full_parents[level] if ids is None else full_parents[level][ids]
 
     def build_level(level: int, ids: np.ndarray | None) -> SphereGraph:
-        return equiangular_graph(*sizes[level], grid=grid, weights=weights, k=ks[level],
+        return equiangular_graph(*sizes[level], grid=grid, edges=edges, k=ks[level],
                                  kernel=kernel, mask=ids, dtype=dtype)
 
     return SphereHierarchy.from_parents(

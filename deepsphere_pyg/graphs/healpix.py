@@ -10,7 +10,14 @@ import healpy as hp
 import numpy as np
 import torch
 
-from .checks import check_bool, check_k, check_nside, check_positive_int, pixels_from_mask
+from .checks import (
+    check_bool,
+    check_edges,
+    check_k,
+    check_nside,
+    check_positive_int,
+    pixels_from_mask,
+)
 from .hierarchy import SphereHierarchy
 from .kernels import healpix_kernel_width, heat_kernel
 from .knn import (
@@ -30,25 +37,30 @@ def healpix_graph(
     k: int = 8,
     nest: bool = True,
     mask: np.ndarray | torch.Tensor | None = None,
-    kernel: str | float = "v2",
+    kernel: str | float = "auto",
     isolated: str = "raise",
     check_ordering: bool = True,
     dtype: torch.dtype = torch.float32,
+    edges: str | None = None,
 ) -> SphereGraph:
     r"""Graph of the HEALPix sampling at ``nside`` (``12 nside^2`` pixels).
 
-    Edges and weights follow one of three recipes:
+    Edges follow ``edges`` and weights :math:`w_{ij} = \exp(-d_{ij}^2 / (4t))` (chord
+    distance :math:`d_{ij}`) with the width ``kernel``:
 
-    * ``kernel="v2"`` (DeepSphere v2): each pixel is joined to its ``k`` nearest pixels by
-      chord distance; the directed k-NN graph is symmetrised as the union of both
-      directions; weights are :math:`w_{ij} = \exp(-d_{ij}^2 / (4t))` with the tuned
-      width :math:`t` of :func:`~deepsphere_pyg.graphs.kernels.healpix_kernel_width`
-      (published value, extrapolated outside the published table).
-    * ``kernel="v1"`` (DeepSphere v1): the 8 HEALPix neighbours (7 for the 24 pixels
-      around the 8 points where only three pixels meet) from
-      :func:`healpy.get_all_neighbours`, weights :math:`\exp(-d^2 / (2 \overline{d^2}))`,
-      i.e. :math:`t = \overline{d^2} / 2`, the mean taken over the graph's edges. ``k`` must be 8.
-    * ``kernel=t`` (a float): k-NN as for ``"v2"`` with a user-given width :math:`t`.
+    * ``edges="knn"`` (default; DeepSphere v2): each pixel is joined to its ``k`` nearest
+      pixels by chord distance; the directed k-NN graph is symmetrised as the union of
+      both directions. ``kernel="auto"`` (or ``"v2"``) is the tuned width :math:`t` of
+      :func:`~deepsphere_pyg.graphs.kernels.healpix_kernel_width` (published value,
+      extrapolated outside the published table); a float is :math:`t` itself.
+    * ``edges="neighbours"`` (DeepSphere v1): the 8 HEALPix neighbours (7 for the 24
+      pixels around the 8 points where only three pixels meet) from
+      :func:`healpy.get_all_neighbours`; ``k`` must be 8. ``kernel="auto"`` (or ``"v1"``)
+      is :math:`t = \overline{d^2} / 2`, the mean taken over the graph's edges, i.e.
+      :math:`w = \exp(-d^2 / (2 \overline{d^2}))`; a float is :math:`t` itself.
+
+    ``kernel="v1"`` without ``edges`` still means the v1 graph (deprecated: pass
+    ``edges="neighbours"``).
 
     **Partial sky.** With ``mask`` the graph holds only the observed pixels: it is the
     subgraph of the full-sky graph induced by them (no edge leaves the mask; pixels on
@@ -58,19 +70,22 @@ def healpix_graph(
 
     Args:
         nside: HEALPix resolution, a power of two.
-        k: neighbours per pixel before symmetrisation (``kernel="v1"``: 8).
+        k: neighbours per pixel before symmetrisation (``edges="neighbours"``: 8).
         nest: node and mask ordering, NEST (``True``) or RING (``False``).
         mask: ``None`` (full sky), a map of length ``12 nside^2`` with values in {0, 1}
             (``True``/1 = observed) in the ``nest`` ordering, or an array of pixel ids.
-        kernel: ``"v2"``, ``"v1"`` or a positive float :math:`t`.
+        kernel: ``"auto"``, ``"v2"`` (k-NN), ``"v1"`` (HEALPix neighbours) or a positive
+            float :math:`t`.
         isolated: what to do with kept pixels without neighbours: ``"raise"``/``"drop"``.
         check_ordering: detect masks given in the other ordering (RING vs NEST) and raise.
         dtype: floating dtype of ``pos`` and ``edge_weight``.
+        edges: ``"knn"`` or ``"neighbours"`` (:data:`~deepsphere_pyg.graphs.checks.EDGES`).
 
     Returns:
         A :class:`SphereGraph` with ``sampling="healpix"``, ``nside``, ``nest``, ``k``,
-        ``kernel`` (recipe name), ``kernel_width`` (:math:`t`) and ``pixels`` (``[N]``
-        pixel ids of the nodes, ``None`` on the full sky, where node ``i`` is pixel ``i``).
+        ``edges``, ``kernel`` (``"v2"``, ``"v1"`` or ``"custom"`` for a float),
+        ``kernel_width`` (:math:`t`) and ``pixels`` (``[N]`` pixel ids of the nodes,
+        ``None`` on the full sky, where node ``i`` is pixel ``i``).
 
     Example:
         >>> g = healpix_graph(16, k=8)
@@ -81,14 +96,16 @@ def healpix_graph(
     check_bool(nest, "nest", " (True: NEST ordering, False: RING)")
     if isolated not in ("raise", "drop"):
         raise ValueError(f"isolated must be 'raise' or 'drop', got {isolated!r}")
-    recipe, t = _resolve_kernel(kernel, k, nside)
+    edges = _edges_of(edges, kernel)
+    recipe, t = _resolve_kernel(edges, kernel, k, nside)
+    knn = edges == "knn"
     npix = hp.nside2npix(nside)
 
     if isinstance(mask, torch.Tensor):
         mask = mask.detach().cpu().numpy()
     pixels = None if mask is None else pixels_from_mask(mask, nside, nest, check_ordering)
     num_kept = npix if pixels is None else pixels.size
-    if recipe != "v1":
+    if knn:
         check_k(k, num_kept if pixels is None else npix)
 
     # The graph is built on the NEST-ordered pixels whatever the ordering asked for, then
@@ -99,7 +116,7 @@ def healpix_graph(
         node_pixels = pixels  # NEST ids of the nodes (None: all pixels, in order)
     else:
         node_pixels = hp.ring2nest(nside, np.arange(npix) if pixels is None else pixels)
-    neighbours, knn_dist2 = _neighbour_pixels(nside, k, recipe, nest_pos, node_pixels)
+    neighbours, knn_dist2 = _neighbour_pixels(nside, k, knn, nest_pos, node_pixels)
     if node_pixels is not None:
         neighbours = _to_kept_nodes(neighbours, node_pixels, npix)
 
@@ -115,20 +132,20 @@ def healpix_graph(
         warnings.warn(f"dropping {ids.size} isolated pixel(s) from the mask", stacklevel=2)
         keep = np.setdiff1d(pixels, ids)
         return healpix_graph(nside, k=k, nest=nest, mask=keep, kernel=kernel,
-                             isolated="raise", check_ordering=False, dtype=dtype)
+                             isolated="raise", check_ordering=False, dtype=dtype,
+                             edges=edges)
 
     pos = nest_pos if node_pixels is None else nest_pos[node_pixels]
     del nest_pos
     # Squared distances of the listed neighbours: those of the k-NN search itself, or
     # computed for the HEALPix neighbours (v1).
-    entry_dist2 = knn_dist2 if recipe != "v1" else neighbour_squared_distance(pos, neighbours)
+    entry_dist2 = knn_dist2 if knn else neighbour_squared_distance(pos, neighbours)
     del knn_dist2
     node_pos = torch.from_numpy(pos).to(dtype)
     del pos
-    missing = missing_reverse_entries(neighbours, None if recipe == "v1" else entry_dist2)
-    if recipe == "v1":  # t from the mean squared distance over the (symmetrised) edges
+    missing = missing_reverse_entries(neighbours, entry_dist2 if knn else None)
+    if t is None:  # v1: t from the mean squared distance over the (symmetrised) edges
         t = _mean_over_edges(entry_dist2, neighbours, missing) / 2.0
-    assert t is not None  # given (v2, custom) or just computed (v1)
     # Weights of the entries; the symmetrisation carries them to the edges (w_ij = w_ji
     # bitwise). What is no longer needed is freed before the edges (the largest arrays)
     # are allocated.
@@ -145,7 +162,8 @@ def healpix_graph(
         sampling="healpix",
         nside=nside,
         nest=nest,
-        k=8 if recipe == "v1" else int(k),
+        k=int(k) if knn else 8,
+        edges=edges,
         kernel=recipe,
         kernel_width=float(t),
         pixels=None if pixels is None else torch.from_numpy(pixels),
@@ -160,8 +178,9 @@ def healpix_hierarchy(
     *,
     k: int | Sequence[int] = 8,
     mask: np.ndarray | torch.Tensor | None = None,
-    kernel: str | float = "v2",
+    kernel: str | float = "auto",
     dtype: torch.dtype = torch.float32,
+    edges: str | None = None,
 ) -> SphereHierarchy:
     r"""HEALPix graphs at ``nside, nside/2, ..., nside/2^(levels-1)``, NEST ordered.
 
@@ -179,8 +198,9 @@ def healpix_hierarchy(
         levels: number of graphs (``>= 1``, ``nside / 2^(levels-1) >= 1``).
         k: neighbours per pixel, one value or one per level (finest first).
         mask: finest-level mask (see :func:`healpix_graph`), NEST ordering.
-        kernel: edge-weight recipe, as in :func:`healpix_graph`.
+        kernel: width rule, as in :func:`healpix_graph`.
         dtype: floating dtype of the graphs.
+        edges: edge recipe, as in :func:`healpix_graph`.
 
     Returns:
         A :class:`~deepsphere_pyg.graphs.hierarchy.SphereHierarchy`, also reached as
@@ -196,6 +216,7 @@ def healpix_hierarchy(
     ks = [k] * levels if isinstance(k, int) else list(k)
     if len(ks) != levels:
         raise ValueError(f"k must be an int or a list of {levels} ints, got {k!r}")
+    edges = _edges_of(edges, kernel)
     if isinstance(mask, torch.Tensor):
         mask = mask.detach().cpu().numpy()
     pixels = None if mask is None else pixels_from_mask(mask, nside, True, True)
@@ -205,30 +226,48 @@ def healpix_hierarchy(
 
     def build_level(level: int, ids: np.ndarray | None) -> SphereGraph:
         return healpix_graph(nside >> level, k=ks[level], nest=True, mask=ids,
-                             kernel=kernel, check_ordering=False, dtype=dtype)
+                             kernel=kernel, check_ordering=False, dtype=dtype, edges=edges)
 
     return SphereHierarchy.from_parents(
         parents, levels, build_level, kept=pixels, area=np.ones(hp.nside2npix(nside)),
         level_name=lambda level: f"level {level} (nside={nside >> level})")
 
-def _resolve_kernel(kernel: str | float, k: int, nside: int) -> tuple[str, float | None]:
-    """Recipe name and width ``t`` (``None`` when computed from the edges, as for v1)."""
+def _edges_of(edges: str | None, kernel: str | float) -> str:
+    """The edge recipe; ``kernel="v1"`` without ``edges`` is the old spelling of the v1
+    graph (``edges="neighbours"``), read with a ``DeprecationWarning``."""
+    if edges is None and isinstance(kernel, str) and kernel == "v1":
+        warnings.warn("kernel='v1' alone is deprecated: pass edges='neighbours' (the v1 "
+                      "graph; its width rule is the default kernel='auto')",
+                      DeprecationWarning, stacklevel=3)
+        return "neighbours"
+    return check_edges(edges, default="knn")
+
+
+def _resolve_kernel(edges: str, kernel: str | float, k: int, nside: int
+                    ) -> tuple[str, float | None]:
+    """Width rule's name (``"v2"``, ``"v1"``, ``"custom"``) and width ``t`` (``None`` when
+    computed from the edges, as for v1)."""
+    rule = "v2" if edges == "knn" else "v1"
     if isinstance(kernel, str):
-        if kernel == "v2":
-            check_k(k, hp.nside2npix(nside))
-            return "v2", healpix_kernel_width(nside, k)
-        if kernel == "v1":
-            if k != 8:
-                raise ValueError(
-                    f"kernel='v1' uses the 8 HEALPix neighbours, so k must be 8 (got k={k}); "
-                    "use kernel='v2' for other neighbour counts"
-                )
+        if kernel not in ("auto", rule):
+            raise ValueError(f"edges={edges!r}: kernel must be 'auto', {rule!r} or a positive "
+                             f"float t, got {kernel!r}")
+        if edges == "neighbours" and k != 8:
+            raise ValueError(
+                f"edges='neighbours' uses the 8 HEALPix neighbours, so k must be 8 (got "
+                f"k={k}); use edges='knn' for other neighbour counts")
+        if edges == "neighbours":
             return "v1", None
-        raise ValueError(f"kernel must be 'v2', 'v1' or a positive float t, got {kernel!r}")
+        check_k(k, hp.nside2npix(nside))
+        return "v2", healpix_kernel_width(nside, k)
     if isinstance(kernel, bool) or not isinstance(kernel, numbers.Real):
-        raise TypeError(f"kernel must be 'v2', 'v1' or a positive float t, got {kernel!r}")
+        raise TypeError(f"kernel must be 'auto', {rule!r} or a positive float t, got "
+                        f"{kernel!r}")
     if not (np.isfinite(kernel) and kernel > 0):
         raise ValueError(f"kernel width t must be positive and finite, got {kernel!r}")
+    if edges == "neighbours" and k != 8:
+        raise ValueError(f"edges='neighbours' uses the 8 HEALPix neighbours, so k must be 8 "
+                         f"(got k={k})")
     return "custom", float(kernel)
 
 
@@ -248,14 +287,14 @@ def _pixel_positions(nside: int) -> np.ndarray:
 
 
 def _neighbour_pixels(
-    nside: int, k: int, recipe: str, nest_pos: np.ndarray, nest_pixels: np.ndarray | None
+    nside: int, k: int, knn: bool, nest_pos: np.ndarray, nest_pixels: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Neighbours of the node pixels ``nest_pixels`` (``None``: all) on the full sky.
 
-    Returns NEST pixel ids ``[N, k]`` (-1: none) and, for k-NN recipes, the squared chord
-    distances ``[N, k]`` of the search (``None`` for ``"v1"``).
+    Returns NEST pixel ids ``[N, k]`` (-1: none) and, for k-NN (``knn``), the squared
+    chord distances ``[N, k]`` of the search (``None`` for the HEALPix neighbours).
     """
-    if recipe == "v1":
+    if not knn:
         query = np.arange(nest_pos.shape[0]) if nest_pixels is None else nest_pixels
         neighbours = np.empty((query.size, 8), dtype=index_dtype_for(nest_pos.shape[0]))
         step = 1 << 20

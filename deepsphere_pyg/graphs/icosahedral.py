@@ -16,8 +16,8 @@ midpoint of the ``e``-th edge of level :math:`r - 1` (edges sorted by their
 counter-clockwise seen from outside the sphere. Twelve vertices (those of level 0) have 5
 neighbours, all others 6.
 
-**Graphs.** ``neighbours="mesh"`` joins the vertices along the edges of the triangulation;
-``neighbours="knn"`` builds the k-nearest-neighbour graph of the vertices with
+**Graphs.** ``edges="neighbours"`` joins the vertices along the edges of the
+triangulation; ``edges="knn"`` builds the k-nearest-neighbour graph of the vertices with
 :func:`~deepsphere_pyg.graphs.knn_graph.knn_graph`. Weights are the heat kernel
 :math:`w_{ij} = \exp(-d_{ij}^2 / (4t))` of the chord distance :math:`d_{ij}`.
 
@@ -61,7 +61,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .checks import check_positive_int, induced_pairs
+from .checks import check_edges, check_positive_int, induced_pairs
 from .hierarchy import SphereHierarchy
 from .knn_graph import check_kernel, keep_index, knn_graph
 from .lonlat import region_mask, vec_to_lonlat
@@ -92,10 +92,10 @@ BASE_EDGE_OWNERS: tuple[tuple[int, int], ...] = (
     (6, 7), (6, 10), (11, 6), (7, 8), (7, 11), (9, 8), (8, 11), (9, 10), (11, 9), (10, 11),
 )
 
-#: Neighbour recipes of :func:`icosahedral_graph`.
-NEIGHBOURS = ("mesh", "knn")
+#: Old names of the edge recipes (the deprecated ``neighbours=`` keyword) -> ``edges``.
+NEIGHBOURS = {"mesh": "neighbours", "knn": "knn"}
 
-#: Default ``k`` of ``neighbours="knn"``.
+#: Default ``k`` of ``edges="knn"``.
 DEFAULT_K = 8
 
 #: :math:`t / \overline{d^2}` of the named widths of mesh graphs, :math:`\overline{d^2}` the
@@ -308,7 +308,7 @@ def icosahedral_mesh_width(level: int, kernel: str = "auto") -> float:
       (level 5) and 8, 16, 32, 64 (level 6): the optimum ratio is 0.25 at every level,
       and ratios 0.2 to 0.3 stay within 15 % of it.
     * ``"v1"``: :math:`t = \overline{d^2} / 2`, the DeepSphere v1 rule
-      (:math:`w = \exp(-d^2 / (2 \overline{d^2}))`) of ``healpix_graph(kernel="v1")``;
+      (:math:`w = \exp(-d^2 / (2 \overline{d^2}))`) of ``healpix_graph(edges="neighbours")``;
       its error is 1.6 to 2 times that of ``"auto"``.
 
     Raises:
@@ -326,12 +326,12 @@ def _mean_squared_edge_length(level: int) -> float:
     return float(np.einsum("ij,ij->i", diff, diff).mean())
 
 
-def _check_kernel(kernel: object, neighbours: str) -> str | float:
-    names = ("auto", "v1") if neighbours == "mesh" else ("auto", "global", "adaptive")
+def _check_kernel(kernel: object, edges: str) -> str | float:
+    names = ("auto", "v1") if edges == "neighbours" else ("auto", "global", "adaptive")
     try:
         return check_kernel(kernel, names)
     except ValueError as error:
-        raise ValueError(f"neighbours={neighbours!r}: {error}") from error
+        raise ValueError(f"edges={edges!r}: {error}") from error
 
 
 def _kept_nodes(pos: np.ndarray, mask: object, region: Sequence[float] | None
@@ -357,22 +357,23 @@ def _kept_nodes(pos: np.ndarray, mask: object, region: Sequence[float] | None
 def icosahedral_graph(
     level: int,
     *,
-    neighbours: str = "mesh",
+    edges: str | None = None,
     k: int | None = None,
     kernel: str | float = "auto",
     mask: object = None,
     region: Sequence[float] | None = None,
     isolated: str = "raise",
     dtype: torch.dtype = torch.float32,
+    neighbours: str | None = None,
 ) -> SphereGraph:
     r"""Graph of the icosahedron subdivided ``level`` times (:math:`10 \cdot 4^r + 2` nodes).
 
-    * ``neighbours="mesh"``: the edges of the triangulation (6 neighbours per node, 5 for
+    * ``edges="neighbours"`` (default): the edges of the triangulation (6 neighbours per node, 5 for
       the 12 vertices of the icosahedron). ``kernel="auto"`` sets
       :math:`t = \overline{d^2} / 4` over the mesh edges (tuned for equivariance),
       ``"v1"`` :math:`t = \overline{d^2} / 2` (DeepSphere v1 rule), both in
       :func:`icosahedral_mesh_width`; a float sets :math:`t`.
-    * ``neighbours="knn"``: union-symmetrised ``k``-NN graph of
+    * ``edges="knn"``: union-symmetrised ``k``-NN graph of
       :func:`~deepsphere_pyg.graphs.knn_graph.knn_graph` (``k`` defaults to 8);
       ``kernel="auto"`` is its ``"global"`` rule :math:`t = \alpha(k)\,\overline{d^2}`
       calibrated on the DeepSphere v2 HEALPix widths; ``"adaptive"`` or a float also work.
@@ -385,7 +386,8 @@ def icosahedral_graph(
 
     Args:
         level: subdivision level, ``0 <= level <=`` :data:`MAX_LEVEL`.
-        neighbours: ``"mesh"`` or ``"knn"``.
+        edges: ``"neighbours"`` (the mesh) or ``"knn"``; ``neighbours``: its old name
+            (``"mesh"`` or ``"knn"``, deprecated).
         k: neighbours per node before symmetrisation (``"knn"`` only; ``1 <= k < N``).
         kernel: ``"auto"``, ``"v1"`` (``"mesh"`` only), ``"global"``/``"adaptive"``
             (``"knn"`` only) or a positive float :math:`t`.
@@ -398,13 +400,14 @@ def icosahedral_graph(
     Returns:
         A :class:`SphereGraph` (edges in both directions, grouped by source node in
         ascending order, targets ascending for ``"mesh"``) with ``sampling="icosahedral"``,
-        ``level``, ``neighbours``, ``kernel`` (the rule's name, or
+        ``level``, ``edges``, ``neighbours`` (the recipe's old name, ``"mesh"`` or
+        ``"knn"``), ``kernel`` (the rule's name, or
         ``"custom"`` for a float), ``kernel_width`` (:math:`t`), ``pixels`` (``None`` on
         the full sphere) and, for ``"knn"``, ``k``.
 
     Raises:
         TypeError: ``level`` not an integer, ``kernel`` of the wrong type.
-        ValueError: ``level`` out of range, unknown ``neighbours`` or ``kernel``, ``k``
+        ValueError: ``level`` out of range, unknown ``edges`` or ``kernel``, ``k``
             given for ``"mesh"``, ``k >= N``, ``t <= 0``, a mask or region that keeps
             nothing, isolated kept nodes with ``isolated="raise"``, weights that underflow
             to 0 (``t`` far too small).
@@ -415,20 +418,20 @@ def icosahedral_graph(
         (162, 960)
     """
     level = _check_level(level)
-    if neighbours not in NEIGHBOURS:
-        raise ValueError(f"neighbours must be one of {NEIGHBOURS}, got {neighbours!r}")
-    kernel = _check_kernel(kernel, neighbours)
+    edges = check_edges(edges, default="neighbours", old_name="neighbours",
+                        old_value=neighbours, old_names=NEIGHBOURS)
+    kernel = _check_kernel(kernel, edges)
     if isolated not in ("raise", "drop"):
         raise ValueError(f"isolated must be 'raise' or 'drop', got {isolated!r}")
     mesh = _mesh(level)
     kept = _kept_nodes(mesh.pos, mask, region)
-    if neighbours == "knn":
+    if edges == "knn":
         return knn_graph(np.array(mesh.pos), k=DEFAULT_K if k is None else k,
                          kernel="global" if kernel == "auto" else kernel, mask=kept,
                          isolated=isolated, sampling="icosahedral", dtype=dtype,
-                         level=level, neighbours="knn")
+                         level=level, edges="knn", neighbours="knn")
     if k is not None:
-        raise ValueError("k applies to neighbours='knn' only; the mesh graph has the "
+        raise ValueError("k applies to edges='knn' only; the mesh graph has the "
                          "triangulation's 5 or 6 neighbours per node (pass k=None)")
     return _mesh_graph(mesh, level, kernel, kept, isolated, dtype)
 
@@ -465,6 +468,7 @@ def _mesh_graph(mesh: _Mesh, level: int, kernel: str | float, kept: np.ndarray |
         num_nodes=int(node_pos.shape[0]),
         sampling="icosahedral",
         level=level,
+        edges="neighbours",
         neighbours="mesh",
         kernel=kernel if isinstance(kernel, str) else "custom",
         kernel_width=width,
@@ -478,12 +482,13 @@ def icosahedral_hierarchy(
     level: int,
     levels: int,
     *,
-    neighbours: str = "mesh",
+    edges: str | None = None,
     k: int | Sequence[int] | None = None,
     kernel: str | float = "auto",
     mask: object = None,
     region: Sequence[float] | None = None,
     dtype: torch.dtype = torch.float32,
+    neighbours: str | None = None,
 ) -> SphereHierarchy:
     r"""Icosahedral graphs at levels ``level, level - 1, ..., level - levels + 1``.
 
@@ -504,7 +509,8 @@ def icosahedral_hierarchy(
     Args:
         level: finest level, ``0 <= level <=`` :data:`MAX_LEVEL`.
         levels: number of graphs, ``1 <= levels <= level + 1``.
-        neighbours: ``"mesh"`` or ``"knn"`` (:func:`icosahedral_graph`).
+        edges: ``"neighbours"`` (the mesh) or ``"knn"`` (:func:`icosahedral_graph`);
+            ``neighbours``: its old name (deprecated).
         k: ``"knn"`` neighbour count, one value or one per level (finest first).
         kernel: edge-weight recipe of every level (:func:`icosahedral_graph`); ``"auto"``
             sets each level's width from its own edges.
@@ -521,6 +527,8 @@ def icosahedral_hierarchy(
     """
     level = _check_level(level)
     levels = check_positive_int(levels, "levels")
+    edges = check_edges(edges, default="neighbours", old_name="neighbours",
+                        old_value=neighbours, old_names=NEIGHBOURS)
     if levels > level + 1:
         raise ValueError(f"levels={levels} goes below level 0 from level={level}; use at most "
                          f"{level + 1} levels (or a finer level)")
@@ -537,7 +545,7 @@ def icosahedral_hierarchy(
         return pool_maps[step] if ids is None else pool_maps[step][ids]
 
     def build_level(step: int, ids: np.ndarray | None) -> SphereGraph:
-        return icosahedral_graph(level - step, neighbours=neighbours, k=ks[step],
+        return icosahedral_graph(level - step, edges=edges, k=ks[step],
                                  kernel=kernel, mask=ids, isolated="raise", dtype=dtype)
 
     return SphereHierarchy.from_parents(

@@ -205,7 +205,7 @@ def knn_graph(
         kernel=kernel if isinstance(kernel, str) else "custom",
         kernel_width=width,
         pixels=None if kept is None else torch.from_numpy(kept),
-        **metadata,
+        **{"edges": "knn", **metadata},
     )
 
 

@@ -57,7 +57,7 @@ import torch
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from .checks import check_positive_int
+from .checks import check_edges, check_positive_int
 from .knn_graph import DUPLICATE_DIST2, check_kernel, keep_index, knn_graph
 from .lonlat import check_lonlat, lonlat_to_vec, region_mask, vec_to_lonlat
 from .sphere_graph import SphereGraph
@@ -85,8 +85,12 @@ def points_graph(
     merge_distance: float | None = None,
     isolated: str = "raise",
     dtype: torch.dtype = torch.float32,
+    edges: str | None = None,
 ) -> SphereGraph:
     r"""k-NN heat-kernel graph of points given by longitude and latitude (degrees).
+
+    ``edges`` is ``"knn"`` (the default and only recipe of a point set, accepted so that
+    code can name the recipe of any sampling).
 
     Nodes are the points in input order (after ``duplicates="merge"``: one node per group
     of merged points, ordered by the group's first input point). Edges join each node to
@@ -141,6 +145,7 @@ def points_graph(
             underflowing to 0 (a float ``t`` far too small).
         TypeError: ``kernel``, ``mask`` or ``dtype`` of the wrong type.
     """
+    check_edges(edges, default="knn", allowed=("knn",))
     graph, _ = points_level(lon, lat, k=k, kernel=kernel, mask=mask, region=region,
                              duplicates=duplicates, merge_distance=merge_distance,
                              isolated=isolated, dtype=dtype)

@@ -10,7 +10,7 @@ import healpy as hp
 import numpy as np
 import torch
 
-from .checks import check_nside, check_positive_int
+from .checks import check_edges, check_nside, check_positive_int
 from .hierarchy import SphereHierarchy, coarsen
 from .knn_graph import knn_graph
 from .lonlat import check_lonlat
@@ -35,8 +35,10 @@ def points_hierarchy(
     merge_distance: float | None = None,
     isolated: str = "raise",
     dtype: torch.dtype = torch.float32,
+    edges: str | None = None,
 ) -> SphereHierarchy:
-    r"""Points graph and the graphs of the HEALPix cells that hold the points.
+    r"""Points graph and the graphs of the HEALPix cells that hold the points (k-NN graphs
+    at every level: ``edges`` is ``"knn"`` or ``None``).
 
     Level 0 is :func:`points_graph`. Level ``l >= 1`` has one node per HEALPix cell at
     :math:`n_\mathrm{side}^{(l)} = n_\mathrm{side} / 2^{l-1}` (NEST) that holds at least
@@ -84,6 +86,7 @@ def points_hierarchy(
             with fewer than 2 occupied cells (use fewer ``levels``).
     """
     levels = check_positive_int(levels, "levels")
+    check_edges(edges, default="knn", allowed=("knn",))
     ks = [k] * levels if not isinstance(k, Sequence) else list(k)
     kernels = ([kernel] * levels if isinstance(kernel, (str, numbers.Real))
                else list(kernel))

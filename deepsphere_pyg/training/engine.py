@@ -219,7 +219,7 @@ def prepare(config: dict[str, Any]) -> tuple[dict[str, SyntheticSphereDataset], 
     try:
         hierarchy = build_hierarchy(datasets["train"], config["graph"])
     except (TypeError, ValueError) as error:
-        raise ValueError(f"graph (levels / k / kernel): {error}") from error
+        raise ValueError(f"graph (levels / k / edges / kernel): {error}") from error
     return datasets, hierarchy
 
 

@@ -51,9 +51,10 @@ MODEL_ENGINE_KEYS = ("name",)
 
 #: The ``graph`` section: the hierarchy the model is built on. ``levels`` graphs of the
 #: data set's sampling, ``k`` neighbours per node (one value or one per level, finest
-#: first), ``kernel`` the edge-weight rule of the sampling's builder (``None``: its
-#: default, e.g. ``"v2"`` for HEALPix).
-GRAPH_DEFAULTS: Config = {"levels": 3, "k": 8, "kernel": None}
+#: first), ``edges`` the edge recipe (``"knn"`` or ``"neighbours"``) and ``kernel`` the
+#: edge-weight rule of the sampling's builder (``None``: the builder's default, k-NN with
+#: the sampling's tuned width).
+GRAPH_DEFAULTS: Config = {"levels": 3, "k": 8, "edges": None, "kernel": None}
 
 #: Arguments that the engine supplies itself (never in a configuration).
 _SUPPLIED = {"self", "split", "num_samples", "seed", "transform", "cache", "hierarchy",
@@ -283,10 +284,10 @@ def model_arguments(model: Mapping[str, Any]) -> dict[str, Any]:
 def build_hierarchy(dataset: SyntheticSphereDataset, graph: Mapping[str, Any]
                     ) -> SphereHierarchy:
     """The data set's hierarchy as the ``graph`` section asks: ``levels`` graphs, ``k``
-    neighbours, ``kernel`` (left to the sampling's default when ``None``)."""
+    neighbours, ``edges`` and ``kernel`` (left to the sampling's defaults when ``None``)."""
     options = {"k": graph["k"]}
-    if graph.get("kernel") is not None:
-        options["kernel"] = graph["kernel"]
+    options.update({key: graph[key] for key in ("edges", "kernel")
+                    if graph.get(key) is not None})
     return dataset.hierarchy(int(graph["levels"]), **options)
 
 

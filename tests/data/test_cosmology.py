@@ -203,7 +203,7 @@ def test_default_patches_are_deterministic_and_mean_free():
 
 def test_neighbour_graph_of_every_patch_has_the_same_edges():
     data = _maps(num_samples=2, nside=16, order=1)
-    edges = [data.hierarchy(1, patch=p, kernel="v1")[0].edge_index for p in (0, 5, 11)]
+    edges = [data.hierarchy(1, patch=p, edges="neighbours")[0].edge_index for p in (0, 5, 11)]
     assert torch.equal(edges[0], edges[1]) and torch.equal(edges[0], edges[2])
 
 

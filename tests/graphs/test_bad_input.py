@@ -35,7 +35,7 @@ def test_k_must_be_below_the_number_of_nodes():
 @pytest.mark.parametrize(
     ("kernel", "error", "message"),
     [
-        ("v3", ValueError, "kernel must be 'v2', 'v1' or a positive float"),
+        ("v3", ValueError, "kernel must be 'auto', 'v2' or a positive float"),
         (-0.1, ValueError, "kernel width t must be positive"),
         (float("nan"), ValueError, "kernel width t must be positive"),
         (True, TypeError, "kernel must be"),
@@ -48,8 +48,8 @@ def test_kernel_must_be_a_recipe_or_a_positive_width(kernel, error, message):
 
 
 def test_v1_kernel_needs_k_8():
-    with pytest.raises(ValueError, match="kernel='v1' uses the 8 HEALPix neighbours"):
-        healpix_graph(4, k=20, kernel="v1")
+    with pytest.raises(ValueError, match="edges='neighbours' uses the 8 HEALPix neighbours"):
+        healpix_graph(4, k=20, edges="neighbours")
 
 
 def test_other_flags_are_checked():

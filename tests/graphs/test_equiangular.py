@@ -98,7 +98,7 @@ def test_grid_aliases():
 @pytest.mark.parametrize("grid", GRIDS)
 def test_node_count_order_and_grid_index(grid):
     nlat, nlon = SMALL[grid], 10
-    graph = equiangular_graph(nlat, nlon, grid=grid, weights="neighbours", dtype=torch.float64)
+    graph = equiangular_graph(nlat, nlon, grid=grid, edges="neighbours", dtype=torch.float64)
     poles = {"driscoll-healy": 1, "clenshaw-curtis": 2}.get(grid, 0)
     assert graph.num_nodes == (nlat - poles) * nlon + poles
     assert (graph.sampling, graph.grid, graph.nlat, graph.nlon) == ("equiangular", grid,
@@ -133,7 +133,7 @@ def check_undirected(graph):
 @pytest.mark.parametrize("grid", GRIDS)
 def test_neighbour_graph_edges_and_weights(grid):
     nlat, nlon = SMALL[grid], 10
-    graph = equiangular_graph(nlat, nlon, grid=grid, weights="neighbours", dtype=torch.float64)
+    graph = equiangular_graph(nlat, nlon, grid=grid, edges="neighbours", dtype=torch.float64)
     check_undirected(graph)
     cells = graph.grid_index.view(nlat, nlon)
     pole_rows = {"driscoll-healy": [0], "clenshaw-curtis": [0, nlat - 1]}.get(grid, [])
@@ -163,7 +163,7 @@ def test_neighbour_graph_edges_and_weights(grid):
 
 def test_neighbour_graph_pole_joined_to_adjacent_row():
     nlat, nlon = 9, 16
-    graph = equiangular_graph(nlat, nlon, grid="clenshaw-curtis", weights="neighbours")
+    graph = equiangular_graph(nlat, nlon, grid="clenshaw-curtis", edges="neighbours")
     cells = graph.grid_index.view(nlat, nlon)
     north, south = int(cells[0, 0]), int(cells[-1, 0])
     assert {c for r, c in edge_set(graph) if r == north} == set(cells[1].tolist())
@@ -173,7 +173,7 @@ def test_neighbour_graph_pole_joined_to_adjacent_row():
 def test_longitude_wrap_around():
     nlat, nlon = 16, 16
     for weights in ("neighbours", "knn"):
-        graph = equiangular_graph(nlat, nlon, grid="soft", weights=weights)
+        graph = equiangular_graph(nlat, nlon, grid="soft", edges=weights)
         cells = graph.grid_index.view(nlat, nlon)
         edges = edge_set(graph)
         for r in range(nlat):
@@ -182,7 +182,7 @@ def test_longitude_wrap_around():
 
 
 def test_odd_nlon_has_no_edge_across_missing_pole():
-    graph = equiangular_graph(6, 7, grid="soft", weights="neighbours")
+    graph = equiangular_graph(6, 7, grid="soft", edges="neighbours")
     counts = torch.bincount(graph.edge_index[0], minlength=graph.num_nodes)
     rows = counts.view(6, 7)
     assert torch.all(rows[[0, -1]] == 3) and torch.all(rows[1:-1] == 4)
@@ -218,7 +218,7 @@ def test_knn_global_kernel_weights_follow_the_heat_kernel():
 @pytest.mark.parametrize("grid", GRIDS)
 def test_grid_nodes_round_trip(grid):
     nlat, nlon = SMALL[grid], 12
-    graph = equiangular_graph(nlat, nlon, grid=grid, weights="neighbours", dtype=torch.float64)
+    graph = equiangular_graph(nlat, nlon, grid=grid, edges="neighbours", dtype=torch.float64)
     rng = np.random.default_rng(0)
     nodes = torch.from_numpy(rng.standard_normal((2, 3, graph.num_nodes)))
     on_grid = nodes_to_grid(nodes, graph)
@@ -235,7 +235,7 @@ def test_grid_nodes_round_trip(grid):
 
 def test_grid_to_nodes_averages_pole_rows():
     nlat, nlon = 9, 16
-    graph = equiangular_graph(nlat, nlon, grid="clenshaw-curtis", weights="neighbours")
+    graph = equiangular_graph(nlat, nlon, grid="clenshaw-curtis", edges="neighbours")
     data = torch.arange(nlat * nlon, dtype=torch.float64).view(nlat, nlon)
     nodes = grid_to_nodes(data, graph)
     assert nodes.shape == (graph.num_nodes,)
@@ -250,7 +250,7 @@ def test_grid_to_nodes_averages_pole_rows():
 
 def test_grid_node_conversion_with_a_mask():
     nlat, nlon = 8, 8
-    graph = equiangular_graph(nlat, nlon, grid="driscoll-healy", weights="neighbours",
+    graph = equiangular_graph(nlat, nlon, grid="driscoll-healy", edges="neighbours",
                               region=(0, 135, 0, 90))
     index = graph.grid_index.view(nlat, nlon)
     lat, lon = equiangular_grid(nlat, nlon, grid="driscoll-healy")
@@ -269,7 +269,7 @@ def test_grid_node_conversion_with_a_mask():
 
 
 def test_grid_node_conversion_errors():
-    graph = equiangular_graph(8, grid="soft", weights="neighbours")
+    graph = equiangular_graph(8, grid="soft", edges="neighbours")
     with pytest.raises(ValueError, match=r"\[\.\.\., 8, 8\]"):
         grid_to_nodes(torch.zeros(8, 9), graph)
     with pytest.raises(ValueError, match="N = 64"):
@@ -285,7 +285,7 @@ def test_grid_node_conversion_errors():
 def test_region_crossing_the_antimeridian():
     nlat, nlon = 36, 72  # 5 degree SOFT grid: lat 87.5, 82.5, ...; lon 0, 5, ...
     for weights in ("knn", "neighbours"):
-        graph = equiangular_graph(nlat, nlon, grid="soft", weights=weights,
+        graph = equiangular_graph(nlat, nlon, grid="soft", edges=weights,
                                   region=(170, -170, -30, 30))
         lat, lon = equiangular_grid(nlat, nlon, grid="soft")
         rows = np.flatnonzero(np.abs(lat) <= 30)
@@ -297,7 +297,7 @@ def test_region_crossing_the_antimeridian():
 
 def test_region_across_lon_zero_and_wrap_edges_inside_it():
     nlat, nlon = 16, 16
-    graph = equiangular_graph(nlat, nlon, grid="soft", weights="neighbours",
+    graph = equiangular_graph(nlat, nlon, grid="soft", edges="neighbours",
                               region=(-30, 30, -90, 90))
     lon = equiangular_grid(nlat, nlon, grid="soft")[1]
     kept_cols = np.flatnonzero((lon <= 30) | (lon >= 330))
@@ -307,7 +307,7 @@ def test_region_across_lon_zero_and_wrap_edges_inside_it():
 
 
 def test_region_including_a_pole_keeps_the_pole_node():
-    graph = equiangular_graph(8, grid="driscoll-healy", weights="neighbours",
+    graph = equiangular_graph(8, grid="driscoll-healy", edges="neighbours",
                               region=(10, 100, 40, 90))
     assert int(graph.pixels[0]) == 0  # the north pole node
     lat, lon = equiangular_grid(8, grid="driscoll-healy")
@@ -318,13 +318,13 @@ def test_region_including_a_pole_keeps_the_pole_node():
 @pytest.mark.parametrize("weights", ["knn", "neighbours"])
 def test_mask_forms_and_induced_subgraph(weights):
     nlat, nlon = 8, 16
-    full = equiangular_graph(nlat, nlon, grid="soft", weights=weights, dtype=torch.float64)
+    full = equiangular_graph(nlat, nlon, grid="soft", edges=weights, dtype=torch.float64)
     grid_mask = np.zeros((nlat, nlon), dtype=bool)
     grid_mask[2:6, 3:11] = True
     ids = np.flatnonzero(grid_mask.ravel())  # SOFT: node = cell
     node_mask = np.zeros(full.num_nodes, dtype=bool)
     node_mask[ids] = True
-    graphs = [equiangular_graph(nlat, nlon, grid="soft", weights=weights, mask=m,
+    graphs = [equiangular_graph(nlat, nlon, grid="soft", edges=weights, mask=m,
                                 dtype=torch.float64)
               for m in (grid_mask, torch.from_numpy(node_mask), ids)]
     for graph in graphs:
@@ -340,7 +340,7 @@ def test_mask_and_region_intersect():
     nlat, nlon = 8, 16
     grid_mask = np.zeros((nlat, nlon), dtype=bool)
     grid_mask[:, :8] = True  # lon 0 .. 157.5
-    graph = equiangular_graph(nlat, nlon, grid="soft", weights="neighbours", mask=grid_mask,
+    graph = equiangular_graph(nlat, nlon, grid="soft", edges="neighbours", mask=grid_mask,
                               region=(90, 270, -90, 90))
     lon = equiangular_grid(nlat, nlon, grid="soft")[1]
     cols = np.flatnonzero((lon >= 90) & (lon < 160))
@@ -351,7 +351,7 @@ def test_grid_mask_keeps_the_pole_when_any_cell_of_its_row_is_kept():
     grid_mask = np.zeros((9, 16), dtype=bool)
     grid_mask[0, 5] = True
     grid_mask[1, :] = True
-    graph = equiangular_graph(9, grid="clenshaw-curtis", weights="neighbours", mask=grid_mask)
+    graph = equiangular_graph(9, grid="clenshaw-curtis", edges="neighbours", mask=grid_mask)
     assert graph.pixels.tolist() == list(range(17))  # the pole node and the first ring
 
 
@@ -359,9 +359,9 @@ def test_isolated_nodes_raise_or_are_dropped():
     nlat, nlon = 8, 16
     ids = np.array([20, 21, 100])  # node 100 is far from the other two
     with pytest.raises(ValueError, match="isolated='drop'"):
-        equiangular_graph(nlat, nlon, grid="soft", weights="neighbours", mask=ids)
+        equiangular_graph(nlat, nlon, grid="soft", edges="neighbours", mask=ids)
     with pytest.warns(UserWarning, match="dropping 1 isolated"):
-        graph = equiangular_graph(nlat, nlon, grid="soft", weights="neighbours", mask=ids,
+        graph = equiangular_graph(nlat, nlon, grid="soft", edges="neighbours", mask=ids,
                                   isolated="drop")
     assert graph.pixels.tolist() == [20, 21]
     assert torch.equal(graph.grid_index >= 0,
@@ -400,7 +400,7 @@ def test_hierarchy_structure(grid):
     nlat = 17 if grid == "clenshaw-curtis" else 16
     nlon = 16
     levels = 3
-    hierarchy = equiangular_hierarchy(nlat, levels, nlon, grid=grid, weights="neighbours",
+    hierarchy = equiangular_hierarchy(nlat, levels, nlon, grid=grid, edges="neighbours",
                                       dtype=torch.float64)
     sizes = expected_sizes(grid, nlat, nlon, levels)
     assert [(g.nlat, g.nlon) for g in hierarchy.graphs] == sizes
@@ -439,7 +439,7 @@ def test_hierarchy_structure(grid):
 @pytest.mark.parametrize("grid", ["driscoll-healy", "clenshaw-curtis"])
 def test_hierarchy_pole_rule(grid):
     nlat = 17 if grid == "clenshaw-curtis" else 16
-    hierarchy = equiangular_hierarchy(nlat, 2, 16, grid=grid, weights="neighbours")
+    hierarchy = equiangular_hierarchy(nlat, 2, 16, grid=grid, edges="neighbours")
     fine, coarse = hierarchy.graphs
     index = hierarchy.pool_index[0]
     fine_cells = fine.grid_index.view(fine.nlat, fine.nlon)
@@ -455,7 +455,7 @@ def test_hierarchy_pole_rule(grid):
 
 @pytest.mark.parametrize("weights", ["knn", "neighbours"])
 def test_hierarchy_k_per_level_and_knn(weights):
-    hierarchy = equiangular_hierarchy(16, 3, grid="gauss-legendre", weights=weights,
+    hierarchy = equiangular_hierarchy(16, 3, grid="gauss-legendre", edges=weights,
                                       k=[20, 8, 4] if weights == "knn" else 8)
     assert hierarchy.num_nodes == [16 * 32, 8 * 16, 4 * 8]
     if weights == "knn":
@@ -471,11 +471,11 @@ def cell_areas(grid, nlat, nlon):
 
 def test_masked_hierarchy_pixels_pool_and_coverage():
     grid, nlat, nlon = "soft", 16, 32
-    full = equiangular_hierarchy(nlat, 3, nlon, grid=grid, weights="neighbours")
+    full = equiangular_hierarchy(nlat, 3, nlon, grid=grid, edges="neighbours")
     grid_mask = np.zeros((nlat, nlon), dtype=bool)
     grid_mask[4:10, 6:20] = True
     grid_mask[10, 6:9] = True  # row 10 alone in its 2-row block
-    hierarchy = equiangular_hierarchy(nlat, 3, nlon, grid=grid, weights="neighbours",
+    hierarchy = equiangular_hierarchy(nlat, 3, nlon, grid=grid, edges="neighbours",
                                       mask=grid_mask)
     ids = np.flatnonzero(grid_mask.ravel())
     np.testing.assert_array_equal(hierarchy[0].pixels.numpy(), ids)
@@ -519,7 +519,7 @@ def test_hierarchy_levels_that_cannot_be_halved():
         equiangular_hierarchy(16, 3, 10, grid="soft")
     with pytest.raises(ValueError, match=r"nlat - 1 and nlon"):
         equiangular_hierarchy(10, 2, 16, grid="clenshaw-curtis")
-    assert len(equiangular_hierarchy(12, 3, grid="driscoll-healy", weights="neighbours")) == 3
+    assert len(equiangular_hierarchy(12, 3, grid="driscoll-healy", edges="neighbours")) == 3
 
 
 def test_bad_input():
@@ -535,8 +535,8 @@ def test_bad_input():
         equiangular_graph(8, weights="knn8")
     with pytest.raises(ValueError, match="kernel must be one of"):
         equiangular_graph(8, kernel="v2")
-    with pytest.raises(ValueError, match="kernel applies to weights='knn' only"):
-        equiangular_graph(8, weights="neighbours", kernel="global")
+    with pytest.raises(ValueError, match="kernel applies to edges='knn' only"):
+        equiangular_graph(8, edges="neighbours", kernel="global")
     with pytest.raises(ValueError, match="k=57 neighbours need more than 57 nodes"):
         equiangular_graph(8, k=57)
     with pytest.raises(ValueError, match="lon_max=400"):

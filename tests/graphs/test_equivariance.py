@@ -141,7 +141,7 @@ def test_non_equivariant_operator_is_detected(graph16):
 # ------------------------------------------------------------------------- graphs
 def test_v2_k20_graph_is_more_equivariant_than_v1():
     ells = [8, 16, 24]
-    v1 = equivariance_error(healpix_graph(NSIDE, kernel="v1"), ells)
+    v1 = equivariance_error(healpix_graph(NSIDE, edges="neighbours"), ells)
     k20 = equivariance_error(healpix_graph(NSIDE, k=20), ells)
     for ell in ells:
         assert k20[ell] < 0.6 * v1[ell], (ell, k20[ell], v1[ell])
@@ -151,8 +151,8 @@ def test_v2_k20_graph_is_more_equivariant_than_v1():
 
 def test_node_order_does_not_change_the_error():
     ells = [4, 12]
-    nest = equivariance_error(healpix_graph(NSIDE, kernel="v1", nest=True), ells)
-    ring = equivariance_error(healpix_graph(NSIDE, kernel="v1", nest=False), ells)
+    nest = equivariance_error(healpix_graph(NSIDE, edges="neighbours", nest=True), ells)
+    ring = equivariance_error(healpix_graph(NSIDE, edges="neighbours", nest=False), ells)
     for ell in ells:
         assert nest[ell] == pytest.approx(ring[ell], rel=1e-9)
 
@@ -309,7 +309,7 @@ PUBLISHED_NSIDE32 = {
 @pytest.mark.parametrize("recipe", ["v1", 8, 20, 40])
 def test_graphs_are_at_least_as_equivariant_as_published(recipe):
     """Our graphs at nside 32 against the published values, with the published protocol."""
-    graph = (healpix_graph(32, kernel="v1") if recipe == "v1"
+    graph = (healpix_graph(32, edges="neighbours") if recipe == "v1"
              else healpix_graph(32, k=recipe, kernel="v2"))
     published = PUBLISHED_NSIDE32[recipe]
     errors = equivariance_error(graph, sorted(published), num_signals=8, num_rotations=8,

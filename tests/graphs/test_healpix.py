@@ -91,13 +91,13 @@ def test_widths_are_extrapolated_outside_the_table():
 
 def test_v1_width_is_about_3_6_times_the_v2_k8_width():
     """The published remark that ties the table's units: t_v1 ~ 3.6 t_opt at nside 32."""
-    ratio = healpix_graph(32, kernel="v1").kernel_width / healpix_kernel_width(32, 8)
+    ratio = healpix_graph(32, edges="neighbours").kernel_width / healpix_kernel_width(32, 8)
     assert ratio == pytest.approx(3.6, abs=0.1)
 
 
 def test_v1_graph_uses_the_healpix_neighbours():
     nside = 8
-    graph = healpix_graph(nside, kernel="v1")
+    graph = healpix_graph(nside, edges="neighbours")
     neighbours = hp.get_all_neighbours(nside, np.arange(12 * nside**2), nest=True)
     expected = {(p, int(q)) for p in range(12 * nside**2) for q in neighbours[:, p] if q >= 0}
     assert edge_set(graph) == expected

@@ -157,7 +157,7 @@ def test_mesh_graph_kernel_options():
 @pytest.mark.parametrize("k", [6, 8, 20])
 def test_knn_graph_matches_brute_force_up_to_ties(k):
     level = 3
-    graph = icosahedral_graph(level, neighbours="knn", k=k, dtype=torch.float64)
+    graph = icosahedral_graph(level, edges="knn", k=k, dtype=torch.float64)
     assert graph.neighbours == "knn" and graph.kernel == "global" and graph.k == k
     assert graph.sampling == "icosahedral" and graph.level == level
     assert_csr_symmetric_simple(graph, targets_sorted=False)
@@ -183,26 +183,26 @@ def test_knn_graph_matches_brute_force_up_to_ties(k):
 
 
 def test_knn_graph_default_k_and_kernels():
-    assert icosahedral_graph(2, neighbours="knn").k == 8
-    adaptive = icosahedral_graph(2, neighbours="knn", kernel="adaptive")
+    assert icosahedral_graph(2, edges="knn").k == 8
+    adaptive = icosahedral_graph(2, edges="knn", kernel="adaptive")
     assert adaptive.kernel == "adaptive"
-    assert icosahedral_graph(2, neighbours="knn", kernel=0.02).kernel_width == 0.02
+    assert icosahedral_graph(2, edges="knn", kernel=0.02).kernel_width == 0.02
 
 
 # --------------------------------------------------------------- partial coverage
-@pytest.mark.parametrize("neighbours", ["mesh", "knn"])
-def test_mask_keeps_the_induced_subgraph(neighbours):
+@pytest.mark.parametrize("edges", ["neighbours", "knn"])
+def test_mask_keeps_the_induced_subgraph(edges):
     level = 3
-    full = icosahedral_graph(level, neighbours=neighbours, dtype=torch.float64)
+    full = icosahedral_graph(level, edges=edges, dtype=torch.float64)
     pos, _ = icosahedral_vertices(level)
     mask = pos[:, 2] > 0.3
     for given in (mask, np.flatnonzero(mask), torch.from_numpy(mask)):
-        part = icosahedral_graph(level, neighbours=neighbours, mask=given, dtype=torch.float64)
+        part = icosahedral_graph(level, edges=edges, mask=given, dtype=torch.float64)
         ids = np.flatnonzero(mask)
         np.testing.assert_array_equal(part.pixels.numpy(), ids)
         np.testing.assert_array_equal(part.pos.numpy(), pos[ids])
         assert part.kernel_width == full.kernel_width
-        assert_csr_symmetric_simple(part, targets_sorted=neighbours == "mesh")
+        assert_csr_symmetric_simple(part, targets_sorted=edges == "neighbours")
         expected = adjacency(full)[ids][:, ids]
         assert abs(adjacency(part) - expected).max() == 0
 
@@ -237,7 +237,7 @@ def test_isolated_nodes_raise_or_drop():
     mask[lonely] = False
     np.testing.assert_array_equal(graph.pixels.numpy(), np.flatnonzero(mask))
     with pytest.warns(UserWarning, match="dropping 1 isolated"):
-        knn = icosahedral_graph(level, neighbours="knn", k=4, mask=np.append(
+        knn = icosahedral_graph(level, edges="knn", k=4, mask=np.append(
             np.flatnonzero(mask), lonely), isolated="drop")
     np.testing.assert_array_equal(knn.pixels.numpy(), np.flatnonzero(mask))
 
@@ -304,18 +304,18 @@ def test_full_hierarchy_levels_and_pooling():
     x = torch.arange(2562, dtype=torch.float32)
     pooled = scatter(x, hierarchy.pool_index[0], dim=0, dim_size=642, reduce="max")
     assert torch.all(pooled >= 642)  # every cell holds midpoints (ids >= 642), not just itself
-    knn = icosahedral_hierarchy(3, 2, neighbours="knn", k=[20, 8])
+    knn = icosahedral_hierarchy(3, 2, edges="knn", k=[20, 8])
     assert [g.k for g in knn.graphs] == [20, 8]
     assert [g.neighbours for g in knn.graphs] == ["knn", "knn"]
 
 
-@pytest.mark.parametrize("neighbours", ["mesh", "knn"])
-def test_masked_hierarchy_keeps_parents_of_kept_children(neighbours):
+@pytest.mark.parametrize("edges", ["neighbours", "knn"])
+def test_masked_hierarchy_keeps_parents_of_kept_children(edges):
     level, levels = 5, 4
     pos, _ = icosahedral_vertices(level)
     lon, lat = hp.vec2ang(pos, lonlat=True)
     region = (20, 100, -10, 50)
-    hierarchy = icosahedral_hierarchy(level, levels, neighbours=neighbours, region=region)
+    hierarchy = icosahedral_hierarchy(level, levels, edges=edges, region=region)
     pixels = np.flatnonzero((lon % 360 >= 20) & (lon % 360 <= 100) & (lat >= -10)
                             & (lat <= 50))
     # Fraction of finest descendants kept, by brute force over the full pool maps.
@@ -353,16 +353,16 @@ def test_bad_level(level, error):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"neighbours": "hex"}, "neighbours must be one of"),
-    ({"k": 8}, "k applies to neighbours='knn'"),
-    ({"neighbours": "knn", "k": 42}, "k=42"),
-    ({"neighbours": "knn", "k": 0}, "k must be an integer"),
+    ({"edges": "hex"}, "edges must be one of"),
+    ({"k": 8}, "k applies to edges='knn'"),
+    ({"edges": "knn", "k": 42}, "k=42"),
+    ({"edges": "knn", "k": 0}, "k must be an integer"),
     ({"kernel": 0.0}, "positive"),
     ({"kernel": -1.0}, "positive"),
     ({"kernel": float("nan")}, "positive"),
-    ({"neighbours": "knn", "kernel": -0.5}, "positive"),
-    ({"kernel": "global"}, "neighbours='mesh': kernel must be one of"),
-    ({"neighbours": "knn", "kernel": "v1"}, "neighbours='knn': kernel must be one of"),
+    ({"edges": "knn", "kernel": -0.5}, "positive"),
+    ({"kernel": "global"}, "edges='neighbours': kernel must be one of"),
+    ({"edges": "knn", "kernel": "v1"}, "edges='knn': kernel must be one of"),
     ({"kernel": 1e-9}, "too small"),
     ({"isolated": "keep"}, "isolated"),
     ({"mask": np.ones(41, dtype=bool)}, "42 nodes"),
@@ -388,9 +388,9 @@ def test_bad_hierarchy_arguments():
     with pytest.raises(ValueError, match="levels"):
         icosahedral_hierarchy(2, 0)
     with pytest.raises(ValueError, match="list of 2"):
-        icosahedral_hierarchy(2, 2, neighbours="knn", k=[8, 8, 8])
+        icosahedral_hierarchy(2, 2, edges="knn", k=[8, 8, 8])
     with pytest.raises(ValueError, match="level 0 of the hierarchy.*k=12"):
-        icosahedral_hierarchy(1, 2, neighbours="knn", k=12)
+        icosahedral_hierarchy(1, 2, edges="knn", k=12)
     with pytest.raises(ValueError, match="level 0"):
         icosahedral_pool_index(0)
     with pytest.raises(ValueError, match="kernel must be one of"):

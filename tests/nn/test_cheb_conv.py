@@ -19,7 +19,7 @@ def graph():
 @pytest.fixture(scope="module")
 def two_graphs():
     """A disjoint PyG batch of two different graphs (192 + 48 nodes)."""
-    return Batch.from_data_list([healpix_graph(4, k=8), healpix_graph(2, k=8, kernel="v1")])
+    return Batch.from_data_list([healpix_graph(4, k=8), healpix_graph(2, k=8, edges="neighbours")])
 
 
 def pair(normalization, K=4, in_channels=5, out_channels=7, bias=True, seed=0):

@@ -101,10 +101,11 @@ def test_fingerprint_ignores_only_the_resume_mutable_keys() -> None:
 
 def test_graph_settings_have_their_own_section() -> None:
     config = resolve_config("cosmology")
-    assert config["graph"] == {"levels": 5, "k": 8, "kernel": None}
+    assert config["graph"] == {"levels": 5, "k": 8, "edges": None, "kernel": None}
     assert "hierarchy_levels" not in config["model"] and "k" not in config["model"]
-    config = resolve_config("digits", overrides=["graph.k=[20,8,8]", "graph.kernel=v1"])
-    assert config["graph"] == {"levels": 3, "k": [20, 8, 8], "kernel": "v1"}
+    config = resolve_config("digits", overrides=["graph.k=[20,8,8]", "graph.edges=neighbours"])
+    assert config["graph"] == {"levels": 3, "k": [20, 8, 8], "edges": "neighbours",
+                               "kernel": None}
 
 
 def test_moved_graph_keys_still_read_with_a_warning(tmp_path) -> None:

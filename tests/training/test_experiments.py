@@ -81,7 +81,9 @@ def test_graph_kernel_reaches_the_hierarchy() -> None:
     from deepsphere_pyg.training.experiments import build_hierarchy
 
     dataset = SphericalDigits("train", 2, nside=8)
-    default = build_hierarchy(dataset, {"levels": 2, "k": 8, "kernel": None})
-    v1 = build_hierarchy(dataset, {"levels": 2, "k": 8, "kernel": "v1"})
-    assert default[0].kernel == "v2" and v1[0].kernel == "v1"
+    default = build_hierarchy(dataset, {"levels": 2, "k": 8, "edges": None, "kernel": None})
+    v1 = build_hierarchy(dataset, {"levels": 2, "k": 8, "edges": "neighbours", "kernel": None})
+    width = build_hierarchy(dataset, {"levels": 2, "k": 8, "edges": None, "kernel": 0.01})
+    assert default[0].kernel == "v2" and v1[0].kernel == "v1" and v1[0].edges == "neighbours"
+    assert width[0].kernel_width == 0.01
     assert default.num_nodes == v1.num_nodes == [768, 192]
