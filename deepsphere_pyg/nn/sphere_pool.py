@@ -9,6 +9,30 @@ from torch import Tensor
 
 POOL_MODES = ("max", "avg")
 
+
+def check_mode(mode: object, modes: tuple[str, ...]) -> str:
+    """``mode`` if it is one of ``modes``, else a ValueError listing them."""
+    if mode not in modes:
+        raise ValueError(f"mode must be one of {modes}, got {mode!r}")
+    return str(mode)
+
+
+class ModeLayer(torch.nn.Module):
+    """A layer without parameters configured by one ``mode`` among ``modes`` (the pooling
+    and unpooling layers)."""
+
+    modes: tuple[str, ...] = ()
+
+    def __init__(self, mode: str) -> None:
+        super().__init__()
+        self.mode = check_mode(mode, self.modes)
+
+    def reset_parameters(self) -> None:
+        """No parameters: nothing to reset (kept for a uniform layer interface)."""
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(mode={self.mode!r})"
+
 # id(pool_index) -> (weak reference, version counter, is regular). Checking that an index
 # is the NEST map ``arange(N) // 4`` costs one pass over it; the answer is cached for the
 # lifetime of the tensor (and invalidated by in-place edits through the version counter).
@@ -90,8 +114,7 @@ def sphere_pool(
     return_indices: bool = False,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Functional form of :class:`SpherePool` (same arguments and results)."""
-    if mode not in POOL_MODES:
-        raise ValueError(f"mode must be one of {POOL_MODES}, got {mode!r}")
+    check_mode(mode, POOL_MODES)
     if return_indices and mode != "max":
         raise ValueError("return_indices=True needs mode='max' (averages have no argmax)")
     if not isinstance(x, Tensor) or x.dim() not in (2, 3):
@@ -162,7 +185,7 @@ def sphere_pool(
     return (out, argmax) if return_indices else out
 
 
-class SpherePool(torch.nn.Module):
+class SpherePool(ModeLayer):
     r"""Pooling of sphere signals from one level of a hierarchy to the next, coarser one.
 
     With :math:`\mathcal C(p) = \{i : \pi(i) = p\}` the children of parent :math:`p`
@@ -206,14 +229,10 @@ class SpherePool(torch.nn.Module):
           ``return_indices=True`` a LongTensor of the same shape with child ids.
     """
 
-    def __init__(self, mode: str = "max") -> None:
-        super().__init__()
-        if mode not in POOL_MODES:
-            raise ValueError(f"mode must be one of {POOL_MODES}, got {mode!r}")
-        self.mode = mode
+    modes = POOL_MODES
 
-    def reset_parameters(self) -> None:
-        """No parameters: nothing to reset (kept for a uniform layer interface)."""
+    def __init__(self, mode: str = "max") -> None:
+        super().__init__(mode)
 
     def forward(
         self,
@@ -223,6 +242,3 @@ class SpherePool(torch.nn.Module):
         return_indices: bool = False,
     ) -> Tensor | tuple[Tensor, Tensor]:
         return sphere_pool(x, pool_index, self.mode, num_parents, return_indices)
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}(mode={self.mode!r})"

@@ -5,7 +5,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .sphere_pool import check_pool_index, infer_num_parents, is_regular_pool_index
+from .sphere_pool import (
+    ModeLayer,
+    check_mode,
+    check_pool_index,
+    infer_num_parents,
+    is_regular_pool_index,
+)
 
 UNPOOL_MODES = ("nearest", "max-indices")
 
@@ -18,8 +24,7 @@ def sphere_unpool(
     num_children: int | None = None,
 ) -> Tensor:
     """Functional form of :class:`SphereUnpool` (same arguments and results)."""
-    if mode not in UNPOOL_MODES:
-        raise ValueError(f"mode must be one of {UNPOOL_MODES}, got {mode!r}")
+    check_mode(mode, UNPOOL_MODES)
     if not isinstance(x, Tensor) or x.dim() not in (2, 3):
         shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
         raise ValueError(f"x must be [N_parent, F] or [B, N_parent, F], got {shape}")
@@ -76,7 +81,7 @@ def sphere_unpool(
     return x.index_select(node_dim, pool_index)
 
 
-class SphereUnpool(torch.nn.Module):
+class SphereUnpool(ModeLayer):
     r"""Unpooling of sphere signals from one level of a hierarchy to the next, finer one.
 
     With ``pool_index`` :math:`\pi` mapping each child :math:`i` to its parent:
@@ -104,14 +109,10 @@ class SphereUnpool(torch.nn.Module):
         - **output:** :math:`(N, F)` or :math:`(B, N, F)`.
     """
 
-    def __init__(self, mode: str = "nearest") -> None:
-        super().__init__()
-        if mode not in UNPOOL_MODES:
-            raise ValueError(f"mode must be one of {UNPOOL_MODES}, got {mode!r}")
-        self.mode = mode
+    modes = UNPOOL_MODES
 
-    def reset_parameters(self) -> None:
-        """No parameters: nothing to reset (kept for a uniform layer interface)."""
+    def __init__(self, mode: str = "nearest") -> None:
+        super().__init__(mode)
 
     def forward(
         self,
@@ -121,6 +122,3 @@ class SphereUnpool(torch.nn.Module):
         num_children: int | None = None,
     ) -> Tensor:
         return sphere_unpool(x, pool_index, self.mode, indices, num_children)
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}(mode={self.mode!r})"
