@@ -76,7 +76,13 @@ class SyntheticSphereDataset(torch.utils.data.Dataset, abc.ABC):
             sample = self.generate(index, self.rng(index))
             if self._cache is not None:
                 self._cache[index] = sample
+        sample = self.augment(sample, index)
         return self.transform(sample.clone()) if self.transform is not None else sample
+
+    def augment(self, sample: SphereSignal, index: int) -> SphereSignal:
+        """Per-read change of sample ``index`` before ``transform`` (default: none), e.g. a
+        fresh noise draw at every epoch. Returns a new sample: the cached one is shared."""
+        return sample
 
     def default_size(self, split: str) -> int:
         """Samples of ``split`` when ``num_samples`` is not given: ``default_sizes[split]``."""

@@ -231,6 +231,11 @@ class CosmologyMaps(RelativeNoiseMixin, SyntheticSphereDataset):
         smoothing: Gaussian smoothing FWHM in arcmin (default 3, as DeepSphere v1);
             ``None`` smooths at the pixel scale instead.
         subtract_mean: subtract each sample's mean (of its noiseless pixels).
+        fresh_noise: training split only: draw the noise anew at every read, so every epoch
+            sees another realisation of it (DeepSphere v1 trained on noise drawn per
+            batch); the other splits keep one draw per sample. The draws follow torch's
+            random stream (reproducible under ``torch.manual_seed``, as the engine seeds
+            it, and different in every DataLoader worker and epoch).
         transform: optional callable applied to each sample when read.
         cache: keep generated samples in memory.
 
@@ -268,6 +273,7 @@ class CosmologyMaps(RelativeNoiseMixin, SyntheticSphereDataset):
         classes: str = "degenerate",
         smoothing: float | None = DEFAULT_SMOOTHING,
         subtract_mean: bool = True,
+        fresh_noise: bool = False,
         transform: Callable[[SphereSignal], SphereSignal] | None = None,
         cache: bool = False,
     ) -> None:
@@ -280,6 +286,9 @@ class CosmologyMaps(RelativeNoiseMixin, SyntheticSphereDataset):
         self.classes = _check_classes(classes)
         self.smoothing = _check_smoothing(smoothing)
         self.subtract_mean = check_bool(subtract_mean, "subtract_mean")
+        self.fresh_noise = check_bool(fresh_noise, "fresh_noise")
+        # Noise added at read time (train split, fresh_noise), not stored with the sample.
+        self._noise_on_read = self.fresh_noise and split == "train" and self.noise > 0
         self.lmax = 3 * self.nside - 1
         self.npix = hp.nside2npix(self.nside)
         self.patch_size = self.npix if self.order is None else self.npix // (12 * self.order**2)
@@ -340,7 +349,7 @@ class CosmologyMaps(RelativeNoiseMixin, SyntheticSphereDataset):
         values = np.array(full[start: start + self.patch_size], dtype=np.float64)
         if self.subtract_mean:
             values -= values.mean()
-        if self.noise > 0:
+        if self.noise > 0 and not self._noise_on_read:
             values += self.noise_std * rng.standard_normal(values.size)
         attributes: dict[str, Any] = {"y": torch.tensor(label, dtype=torch.long)}
         if self.order is not None:
@@ -360,6 +369,18 @@ class CosmologyMaps(RelativeNoiseMixin, SyntheticSphereDataset):
                         and sibling not in self._cache:
                     self._cache[sibling] = self._sample(full, label, other, self.rng(sibling))
         return self._sample(full, label, patch, rng)
+
+    def augment(self, sample: SphereSignal, index: int) -> SphereSignal:
+        """With ``fresh_noise`` on the training split: the noiseless sample plus a new
+        noise draw, seeded from torch's random stream."""
+        if not self._noise_on_read:
+            return sample
+        draw = int(torch.randint(0, 2**62, ()))
+        rng = np.random.default_rng([self.seed, SPLITS.index(self.split), index, draw])
+        noisy = sample.clone()
+        noise = self.noise_std * rng.standard_normal(tuple(sample.x.shape))
+        noisy.x = (sample.x.double() + torch.from_numpy(noise)).to(sample.x.dtype)
+        return noisy
 
     # ---------------------------------------------------------------- graphs
     def hierarchy(self, levels: int, *, k: int | Sequence[int] = 8,
@@ -386,5 +407,6 @@ class CosmologyMaps(RelativeNoiseMixin, SyntheticSphereDataset):
         patches = None if self.order is None or len(self.patches) == 12 * self.order**2 \
             else list(self.patches)
         return (f"nside={self.nside}, order={self.order}, patches={patches}, "
-                f"noise={self.noise}, lognormal={self.lognormal}, classes={self.classes!r}, "
+                f"noise={self.noise}, fresh_noise={self.fresh_noise}, "
+                f"lognormal={self.lognormal}, classes={self.classes!r}, "
                 f"smoothing={self.smoothing}, subtract_mean={self.subtract_mean}")

@@ -323,3 +323,23 @@ def test_bad_input(kwargs, error, match):
         CosmologyMaps(**kwargs)
     with pytest.raises(ValueError, match="order is None"):
         _maps(nside=16).hierarchy(2, patch=0)
+
+
+def test_fresh_noise_draws_a_new_realisation_at_every_read_of_the_training_split():
+    torch.manual_seed(0)
+    kwargs = {"nside": 32, "order": 2, "noise": 1.0}
+    train = CosmologyMaps("train", 4, fresh_noise=True, cache=True, **kwargs)
+    clean = CosmologyMaps("train", 4, **{**kwargs, "noise": 0.0})[0].x
+    first, second = train[0].x, train[0].x
+    assert not torch.equal(first, second)  # a new draw per read (per epoch)
+    for noisy in (first, second):  # same noiseless part, noise of the stated level
+        residual = (noisy - clean).double()
+        assert abs(float(residual.std()) / train.noise_std - 1) < 0.1
+    torch.manual_seed(0)
+    again = CosmologyMaps("train", 4, fresh_noise=True, **kwargs)
+    assert torch.equal(again[0].x, first)  # reproducible under torch's seed
+    val = CosmologyMaps("val", 4, fresh_noise=True, **kwargs)
+    assert torch.equal(val[1].x, val[1].x)  # evaluation splits keep one draw
+    assert torch.equal(val[1].x, CosmologyMaps("val", 4, **kwargs)[1].x)
+    with pytest.raises(TypeError, match="fresh_noise must be True or False"):
+        CosmologyMaps("train", 2, fresh_noise=1, **kwargs)
