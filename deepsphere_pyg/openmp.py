@@ -4,7 +4,8 @@ healpy parallelises its transforms with OpenMP. For the small transforms of test
 generation and metrics, OpenMP threads waiting for busy cores of a loaded machine made
 :func:`healpy.rotate_alm` far slower than one thread (``BENCHMARKS.md``, "Costs behind the
 library's defaults"); :func:`single_threaded_openmp` sets one thread for the duration
-of a ``with`` block and restores the previous setting.
+of a ``with`` block and restores the previous setting (:func:`openmp_threads` sets any
+number).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Iterator
 
 import healpy  # noqa: F401  (loads the OpenMP runtime that healpy uses)
 
-__all__ = ["openmp_libraries", "single_threaded_openmp"]
+__all__ = ["openmp_libraries", "openmp_threads", "single_threaded_openmp"]
 
 
 @functools.cache
@@ -43,14 +44,21 @@ def openmp_libraries() -> tuple[ctypes.CDLL, ...]:
 
 
 @contextlib.contextmanager
-def single_threaded_openmp() -> Iterator[None]:
-    """Run the calling thread's OpenMP regions (healpy's) on one thread, then restore."""
+def openmp_threads(num_threads: int | None) -> Iterator[None]:
+    """Run the calling thread's OpenMP regions (healpy's) on ``num_threads`` threads, then
+    restore the previous setting; ``None`` changes nothing."""
     saved = []
-    for library in openmp_libraries():
-        saved.append((library, library.omp_get_max_threads()))
-        library.omp_set_num_threads(1)
+    if num_threads is not None:
+        for library in openmp_libraries():
+            saved.append((library, library.omp_get_max_threads()))
+            library.omp_set_num_threads(int(num_threads))
     try:
         yield
     finally:
         for library, threads in saved:
             library.omp_set_num_threads(threads)
+
+
+def single_threaded_openmp() -> contextlib.AbstractContextManager[None]:
+    """:func:`openmp_threads` with one thread."""
+    return openmp_threads(1)

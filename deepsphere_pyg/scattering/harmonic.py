@@ -68,7 +68,7 @@ from __future__ import annotations
 
 import contextlib
 import numbers
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import healpy as hp
@@ -78,7 +78,7 @@ from torch import nn
 
 from ..graphs.hierarchy import SphereHierarchy
 from ..graphs.sphere_graph import SphereGraph
-from ..openmp import openmp_libraries
+from ..openmp import openmp_threads
 from .backend import check_backend_arguments, check_maps, raise_not_finite
 from .filters import FilterBank, ScatteringPath
 
@@ -90,22 +90,6 @@ INPUT_ITER = 3
 MODULUS_ITER = 0
 #: Default OpenMP threads of the transforms (module docstring); ``None``: OpenMP's own.
 DEFAULT_NUM_THREADS: int | None = 1
-
-
-@contextlib.contextmanager
-def _openmp_threads(num_threads: int | None) -> Iterator[None]:
-    """Run this thread's OpenMP regions (healpy's) on ``num_threads`` threads, then restore
-    the previous setting; ``None`` changes nothing."""
-    saved = []
-    if num_threads is not None:
-        for library in openmp_libraries():
-            saved.append((library, library.omp_get_max_threads()))
-            library.omp_set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        for library, threads in saved:
-            library.omp_set_num_threads(threads)
 
 
 def _full_sky_healpix(graph: SphereGraph, where: str) -> tuple[int, bool]:
@@ -291,7 +275,7 @@ class HarmonicBackend(nn.Module):
         self._num_threads = None if value is None else int(value)
 
     def _threads(self) -> contextlib.AbstractContextManager:
-        return _openmp_threads(self._num_threads)
+        return openmp_threads(self._num_threads)
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
