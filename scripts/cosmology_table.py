@@ -34,7 +34,8 @@ variance, skewness and excess kurtosis.
 
 It prints our test accuracies next to the published table (nside 1024, order 4) and writes
 a Markdown report and a figure. The default (nside 512, order-4 patches of 16,384 pixels,
-800 training patches, 8 epochs, statistic head) takes about an hour on two cores; the
+800 training patches, 8 epochs, statistic head) took 86 min on two shared cores (32 min of
+it the patches and their pseudo-spectra, once); the
 published setting is ``--nside 1024 --order 4 --heads statistic fc`` with many more samples
 on bigger hardware.
 
