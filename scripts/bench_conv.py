@@ -34,6 +34,7 @@ import torch_geometric
 from torch_geometric.nn import ChebConv
 
 from deepsphere_pyg.graphs import healpix_graph
+from deepsphere_pyg.graphs.operator import scipy_view
 from deepsphere_pyg.io import publish_report
 from deepsphere_pyg.nn import SphericalChebConv, chebyshev_operator, clear_operator_cache
 from deepsphere_pyg.nn.chebyshev_operator import CPU_KERNELS, get_cpu_kernel, set_cpu_kernel
@@ -113,7 +114,7 @@ def sym_operator(nside: int, k: int):
     graph = healpix_graph(nside, k=k)
     operator = chebyshev_operator(graph.edge_index, graph.edge_weight, graph.num_nodes, "sym",
                                   None, None, torch.float32)
-    return graph.num_nodes, operator.matrix, operator.scipy_matrix
+    return graph.num_nodes, operator.matrix, scipy_view(operator.matrix)
 
 
 def product_case(nside: int, k: int, columns: int, repeat: int) -> dict:
