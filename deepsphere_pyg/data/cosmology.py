@@ -406,7 +406,8 @@ class CosmologyMaps(RelativeNoiseMixin, SyntheticSphereDataset):
     def extra_repr(self) -> str:
         patches = None if self.order is None or len(self.patches) == 12 * self.order**2 \
             else list(self.patches)
+        fresh = ", fresh_noise=True" if self.fresh_noise else ""
         return (f"nside={self.nside}, order={self.order}, patches={patches}, "
-                f"noise={self.noise}, fresh_noise={self.fresh_noise}, "
+                f"noise={self.noise}{fresh}, "
                 f"lognormal={self.lognormal}, classes={self.classes!r}, "
                 f"smoothing={self.smoothing}, subtract_mean={self.subtract_mean}")
