@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 import random
@@ -16,6 +17,42 @@ import numpy as np
 import torch
 
 from ..io import write_text_atomic
+
+
+class BatchNormRecalibration(pl.Callback):
+    r"""Recompute the batch-norm running statistics before every validation.
+
+    The running averages of batch norm lag the weights while the learning rate is large,
+    and on the cosmology maps the lag is as large as the class signal: evaluated with them
+    the network sits at chance in many epochs (BENCHMARKS.md, "Normalisation in the models"
+    and "DeepSphere v1 table"). Before each validation this callback resets them and
+    averages the statistics of ``batches`` training batches under the current weights
+    (:func:`torch.optim.swa_utils.update_bn`, cumulative averages), leaving torch's random
+    state as it was (so dropout masks and random transforms are unchanged).
+
+    Args:
+        batches: training batches averaged (``>= 1``).
+    """
+
+    def __init__(self, batches: int) -> None:
+        self.batches = int(batches)
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule
+                                  ) -> None:
+        from torch.optim.swa_utils import update_bn
+
+        model = pl_module.model
+        if trainer.sanity_checking or not any(
+                isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+            return
+        state = torch.get_rng_state()
+        try:
+            with torch.no_grad():
+                update_bn(itertools.islice(trainer.train_dataloader, self.batches), model,
+                          device=pl_module.device)
+        finally:
+            torch.set_rng_state(state)
+            model.eval()
 
 
 class RandomState(pl.Callback):

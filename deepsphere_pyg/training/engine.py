@@ -42,7 +42,7 @@ from ..data.transforms import Normalize
 from ..io import write_text_atomic
 from ..precompute.sharding import ProcessLayout, read_environment
 from . import config as configuration
-from .callbacks import EpochRecord, RandomState
+from .callbacks import BatchNormRecalibration, EpochRecord, RandomState
 from .experiments import (
     DEFAULT_EXPERIMENT,
     GRAPH_DEFAULTS,
@@ -109,6 +109,7 @@ def check_config(config: Mapping[str, Any]) -> None:
     for key in ("epochs", "batch_size", "eval_batch_size"):
         _positive_int(train[key], f"train.{key}")
     _positive_int(train["num_workers"], "train.num_workers", 0)
+    _positive_int(train["recalibrate_bn"], "train.recalibrate_bn", 0)
     for key in ("lr", "weight_decay"):
         value = train[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (
@@ -309,6 +310,8 @@ def make_trainer(config: Mapping[str, Any], folder: Path, layout: ProcessLayout,
     if train["patience"] is not None:
         every.append(EarlyStopping(monitor=train["monitor"], mode=mode,
                                    patience=int(train["patience"])))
+    if train["recalibrate_bn"]:
+        every.append(BatchNormRecalibration(int(train["recalibrate_bn"])))
     if train["progress"]:
         every.append(TQDMProgressBar(refresh_rate=max(1, batches_per_epoch // 20)))
     every.extend(callbacks)

@@ -71,6 +71,9 @@ TRAIN_DEFAULTS: Config = {
     "patience": None,
     "monitor": "val_loss",
     "gradient_clip": None,
+    # Training batches over which batch-norm statistics are recomputed before every
+    # validation (0: off; BatchNormRecalibration).
+    "recalibrate_bn": 0,
     "num_workers": 0,
     # CPU threads per process (None: torch's default). The experiments' graphs are small:
     # one thread avoids the waits of several threads on a busy machine, which cost far
