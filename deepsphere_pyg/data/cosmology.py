@@ -142,7 +142,7 @@ def _check_classes(classes: object) -> str:
     return str(classes)
 
 
-def _check_smoothing(smoothing: object) -> float | None:
+def _check_beam_fwhm(smoothing: object) -> float | None:
     """``None`` (pixel window) or a finite Gaussian beam FWHM >= 0 in arcmin."""
     return None if smoothing is None else check_nonnegative(smoothing, "smoothing (FWHM, arcmin)")
 
@@ -156,7 +156,7 @@ def convergence_cl(nside: int, classes: str = "degenerate",
     ``smoothing`` arcmin FWHM (``None``: :func:`~deepsphere_pyg.data.spectra.pixel_window`).
     """
     rows = list(CLASS_CHOICES[_check_classes(classes)])
-    return target_cl(load_spectra().kappa_cl[rows], nside, _check_smoothing(smoothing))
+    return target_cl(load_spectra().kappa_cl[rows], nside, _check_beam_fwhm(smoothing))
 
 
 @functools.lru_cache(maxsize=16)
@@ -284,7 +284,7 @@ class CosmologyMaps(RelativeNoiseMixin, SyntheticSphereDataset):
         self.noise = check_noise(noise)
         self.lognormal = check_bool(lognormal, "lognormal")
         self.classes = _check_classes(classes)
-        self.smoothing = _check_smoothing(smoothing)
+        self.smoothing = _check_beam_fwhm(smoothing)
         self.subtract_mean = check_bool(subtract_mean, "subtract_mean")
         self.fresh_noise = check_bool(fresh_noise, "fresh_noise")
         # Noise added at read time (train split, fresh_noise), not stored with the sample.

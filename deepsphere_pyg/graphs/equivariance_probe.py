@@ -293,8 +293,8 @@ class _HealpixProbe(_Probe):
             alm, _, _ = hp.map2alm_lsq(ring, lmax=self.lmax, mmax=self.lmax,
                                        tol=LSQ_TOL, maxiter=LSQ_MAXITER)
             return alm
-        return hp.map2alm(ring, lmax=self.lmax, mmax=self.lmax, iter=MAP2ALM_ITER,
-                          use_pixel_weights=False)
+        return hp.map2alm(ring, use_pixel_weights=False, lmax=self.lmax, mmax=self.lmax,
+                          iter=MAP2ALM_ITER)
 
 
 class _PointsProbe(_Probe):

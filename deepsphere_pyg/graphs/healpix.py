@@ -248,14 +248,14 @@ def _resolve_kernel(edges: str, kernel: str | float, k: int, nside: int
     """Width rule's name (``"v2"``, ``"v1"``, ``"custom"``) and width ``t`` (``None`` when
     computed from the edges, as for v1)."""
     rule = "v2" if edges == "knn" else "v1"
+    if edges == "neighbours" and k != 8:
+        raise ValueError(
+            f"edges='neighbours' uses the 8 HEALPix neighbours, so k must be 8 (got "
+            f"k={k}); use edges='knn' for other neighbour counts")
     if isinstance(kernel, str):
         if kernel not in ("auto", rule):
             raise ValueError(f"edges={edges!r}: kernel must be 'auto', {rule!r} or a positive "
                              f"float t, got {kernel!r}")
-        if edges == "neighbours" and k != 8:
-            raise ValueError(
-                f"edges='neighbours' uses the 8 HEALPix neighbours, so k must be 8 (got "
-                f"k={k}); use edges='knn' for other neighbour counts")
         if edges == "neighbours":
             return "v1", None
         check_k(k, hp.nside2npix(nside))
@@ -265,9 +265,6 @@ def _resolve_kernel(edges: str, kernel: str | float, k: int, nside: int
                         f"{kernel!r}")
     if not (np.isfinite(kernel) and kernel > 0):
         raise ValueError(f"kernel width t must be positive and finite, got {kernel!r}")
-    if edges == "neighbours" and k != 8:
-        raise ValueError(f"edges='neighbours' uses the 8 HEALPix neighbours, so k must be 8 "
-                         f"(got k={k})")
     return "custom", float(kernel)
 
 

@@ -224,8 +224,10 @@ def coarsen(
     total = observed = None
     if area is not None:
         total = np.asarray(area, dtype=np.float64)
-        observed = total if kept is None else np.where(
-            np.isin(np.arange(total.size), kept), total, 0.0)
+        observed = total
+        if kept is not None:
+            observed = np.zeros_like(total)
+            observed[kept] = total[kept]
     kept_ids, pool_index, coverage = [kept], [], []
     for level in range(levels):
         if level:

@@ -183,45 +183,38 @@ class SphericalChebConv(torch.nn.Module):
         batch: Tensor | None = None,
         lambda_max: float | Tensor | None = None,
     ) -> Tensor:
-        if x.dim() == 3:
-            return self._forward_shared(x, edge_index, edge_weight, batch, lambda_max)
-        if x.dim() != 2:
+        shared = x.dim() == 3
+        if shared:
+            if batch is not None:
+                raise ValueError(
+                    "batch must be None when x is [B, N, F] (one graph shared by the batch); "
+                    "for per-sample graphs pass x as [sum N, F] with a disjoint PyG batch"
+                )
+            if isinstance(lambda_max, Tensor) and lambda_max.numel() != 1:
+                raise ValueError("lambda_max must be a scalar when x is [B, N, F] (one graph)")
+        elif x.dim() != 2:
             raise ValueError(
                 f"x must be [N, F_in] or [B, N, F_in], got shape {tuple(x.shape)}"
             )
         self._check_features(x)
-        num_nodes = x.shape[0]
+        num_nodes = x.shape[-2]
         if self._differentiable_weights(edge_weight):
             operator = self._scatter_operator(edge_index, edge_weight, num_nodes,
                                               lambda_max, batch, x.dtype)
-            return self._chebyshev(x, operator, lambda t, lin: lin(t))
-        return self._fused(x, edge_index, edge_weight, num_nodes, lambda_max, batch)
-
-    def _forward_shared(self, x, edge_index, edge_weight, batch, lambda_max) -> Tensor:
-        """``[B, N, F]`` on one graph: recursion on ``[N, B * F]``, one operator product
-        per term for the whole batch."""
-        if batch is not None:
-            raise ValueError(
-                "batch must be None when x is [B, N, F] (one graph shared by the batch); "
-                "for per-sample graphs pass x as [sum N, F] with a disjoint PyG batch"
-            )
-        if isinstance(lambda_max, Tensor) and lambda_max.numel() != 1:
-            raise ValueError("lambda_max must be a scalar when x is [B, N, F] (one graph)")
-        self._check_features(x)
-        size, num_nodes, features = x.shape
-        # [B, N, F] -> [N, B * F]: a view when x came out of a previous layer.
-        nodes_first = x.transpose(0, 1).reshape(num_nodes, size * features)
-        if self._differentiable_weights(edge_weight):
-            operator = self._scatter_operator(edge_index, edge_weight, num_nodes,
-                                              lambda_max, None, x.dtype)
+            if not shared:
+                return self._chebyshev(x, operator, lambda t, lin: lin(t))
+            size, _, features = x.shape
+            # [B, N, F] -> [N, B * F]: the recursion runs once for the whole batch.
+            nodes_first = x.transpose(0, 1).reshape(num_nodes, size * features)
 
             def combine(t: Tensor, lin: Linear) -> Tensor:
                 return lin(t.view(num_nodes, size, features))
 
             out = self._chebyshev(nodes_first, operator, combine)  # [N, B, F_out]
             return out.transpose(0, 1)
-        out = self._fused(nodes_first, edge_index, edge_weight, num_nodes, lambda_max, None)
-        return out.view(num_nodes, size, -1).transpose(0, 1)
+        operator = chebyshev_operator(edge_index, edge_weight, num_nodes, self.normalization,
+                                      lambda_max, batch, x.dtype)
+        return self._fused(x, operator)
 
     def _chebyshev(self, x: Tensor, operator: EdgeOperator, combine) -> Tensor:
         out = None
@@ -233,19 +226,22 @@ class SphericalChebConv(torch.nn.Module):
         return out
 
     # ---------------------------------------------------------------- operators
-    def _fused(self, x, edge_index, edge_weight, num_nodes, lambda_max, batch) -> Tensor:
-        """The cached sparse operator and the fused basis/weights product: ``[N * B, F_out]``
-        for ``x`` of shape ``[N, B * F_in]``."""
-        operator = chebyshev_operator(
-            edge_index, edge_weight, num_nodes, self.normalization, lambda_max, batch, x.dtype)
-        return self._fused_product(x, operator)
-
-    def _fused_product(self, x: Tensor, operator: SparseOperator) -> Tensor:
+    def _fused(self, x: Tensor, operator: SparseOperator) -> Tensor:
+        """The fused basis/weights product (:class:`_ChebyshevBasisLinear`) for ``x``
+        ``[N, F_in]`` or ``[B, N, F_in]``; the recursion runs on ``[N, B * F_in]``, one
+        operator product per term for the whole batch."""
         weights = [lin.weight for lin in self.lins]
-        out = _ChebyshevBasisLinear.apply(x.contiguous(), operator, *weights)
+        if x.dim() == 2:
+            out = _ChebyshevBasisLinear.apply(x.contiguous(), operator, *weights)
+        else:
+            size, num_nodes, features = x.shape
+            # [B, N, F] -> [N, B * F]: a view when x came out of a previous layer.
+            nodes_first = x.transpose(0, 1).reshape(num_nodes, size * features)
+            out = _ChebyshevBasisLinear.apply(nodes_first.contiguous(), operator, *weights)
         # In place: the output is a fresh tensor, and a new one would cost a page-faulting
         # allocation of the full output on CPU.
-        return out if self.bias is None else out.add_(self.bias)
+        out = out if self.bias is None else out.add_(self.bias)
+        return out if x.dim() == 2 else out.view(num_nodes, size, -1).transpose(0, 1)
 
     def apply_operator(self, x: Tensor, operator: Tensor | SparseOperator) -> Tensor:
         r"""The convolution with an operator built beforehand, for owners of a fixed graph.
@@ -280,12 +276,7 @@ class SphericalChebConv(torch.nn.Module):
         if operator.num_nodes != num_nodes:
             raise ValueError(f"x has {num_nodes} nodes (dimension -2) but the operator is "
                              f"[{operator.num_nodes}, {operator.num_nodes}]")
-        if x.dim() == 2:
-            return self._fused_product(x, operator)
-        size, _, features = x.shape
-        nodes_first = x.transpose(0, 1).reshape(num_nodes, size * features)
-        out = self._fused_product(nodes_first, operator)
-        return out.view(num_nodes, size, -1).transpose(0, 1)
+        return self._fused(x, operator)
 
     def _scatter_operator(self, edge_index, edge_weight, num_nodes, lambda_max, batch,
                           dtype) -> EdgeOperator:
