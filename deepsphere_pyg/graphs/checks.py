@@ -74,6 +74,16 @@ def check_bool(value: object, name: str, meaning: str = "") -> bool:
     return value
 
 
+def check_int_in_range(value: object, name: str, low: int, high: int, hint: str = "") -> int:
+    """``value`` as an int in ``[low, high]``: a TypeError for a non-integer (bools
+    included), a ValueError naming the range (and ``hint``, what the bounds mean)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must lie in [{low}, {high}]{hint}, got {int(value)}")
+    return int(value)
+
+
 def check_positive_int(value: object, name: str) -> int:
     """Return ``value`` as an int, or raise if it is not an integer >= 1."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:

@@ -35,7 +35,7 @@ import healpy as hp
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from .checks import check_positive_int
+from .checks import check_int_in_range, check_positive_int
 from .harmonics import LeastSquaresAnalysis, alm_to_real, real_to_alm
 from .sphere_graph import SphereGraph
 
@@ -186,16 +186,11 @@ def _check_ells(ells: int | Iterable[int], lmax: int) -> list[int]:
         raise ValueError("ells must hold at least one spherical-harmonic degree")
     out: list[int] = []
     for ell in values:
-        if isinstance(ell, bool) or not isinstance(ell, numbers.Integral):
-            raise TypeError(f"ells must be integers, got {ell!r}")
-        if not 1 <= ell <= lmax:
-            raise ValueError(
-                f"ells must lie in [1, lmax] = [1, {lmax}] for this graph (degree 0 is "
-                f"constant, so L f = 0; higher degrees alias; HEALPix: lmax = 3 nside - 1), "
-                f"got {int(ell)}"
-            )
-        if int(ell) not in out:
-            out.append(int(ell))
+        ell = check_int_in_range(
+            ell, "ells", 1, lmax, " = [1, lmax] for this graph (degree 0 is constant, so "
+            "L f = 0; higher degrees alias; HEALPix: lmax = 3 nside - 1)")
+        if ell not in out:
+            out.append(ell)
     return out
 
 

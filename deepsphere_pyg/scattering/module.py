@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..graphs.checks import check_int_in_range
 from ..graphs.hierarchy import SphereHierarchy
 from .backend import MAX_DEPTH, check_maps
 from .filters import FilterBank, ScatteringPath
@@ -101,14 +102,9 @@ def _short_hash(fingerprint: dict[str, Any]) -> str:
 
 
 def _check_depth(depth: Any) -> int:
-    if isinstance(depth, bool) or not isinstance(depth, numbers.Integral):
-        raise TypeError(f"depth must be an integer, got {depth!r}")
-    if not 1 <= depth <= MAX_DEPTH:
-        raise ValueError(
-            f"depth must be in [1, {MAX_DEPTH}] (1: first-order scattering, 2: the usual "
-            f"choice; deeper orders carry little energy and many paths), got {depth}"
-        )
-    return int(depth)
+    return check_int_in_range(depth, "depth", 1, MAX_DEPTH, " (1: first-order scattering, "
+                              "2: the usual choice; deeper orders carry little energy and "
+                              "many paths)")
 
 
 def default_band_limit(hierarchy: SphereHierarchy) -> int:
