@@ -170,7 +170,7 @@ def test_read_points_refuses_bad_arrays(tmp_path):
         (["--sampling", "points"], ValueError, "--sampling points needs --points FILE"),
         (["--sampling", "points", "--points", "missing.csv"], FileNotFoundError,
          "--points: file 'missing.csv' not found"),
-        (["--kernel", "v3"], ValueError, "kernel must be 'auto', 'v2'"),
+        (["--kernel", "v3"], ValueError, r"kernel must be one of \('auto', 'v2'\)"),
         (["--kernel", "-1"], ValueError, "kernel width t must be positive"),
         (["--k", "0"], ValueError, "k must be an integer >= 1"),
         (["--sampling", "equiangular", "--nlat", "1"], ValueError, "nlat must be >= 2"),

@@ -7,6 +7,7 @@ import warnings
 
 import healpy as hp
 import numpy as np
+import torch
 
 
 def check_nside(nside: object, name: str = "nside") -> int:
@@ -82,6 +83,14 @@ def check_int_in_range(value: object, name: str, low: int, high: int, hint: str 
     if not low <= value <= high:
         raise ValueError(f"{name} must lie in [{low}, {high}]{hint}, got {int(value)}")
     return int(value)
+
+
+def check_float_dtype(dtype: object, name: str = "dtype") -> torch.dtype:
+    """Return ``dtype`` if it is a floating torch dtype, else raise ``TypeError``."""
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"{name} must be a floating torch dtype (torch.float32, "
+                        f"torch.float64), got {dtype!r}")
+    return dtype
 
 
 def check_positive_int(value: object, name: str) -> int:

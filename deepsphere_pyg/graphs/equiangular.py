@@ -37,7 +37,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .checks import EDGES, check_edges, induced_pairs
+from .checks import EDGES, check_edges, check_float_dtype, induced_pairs
 from .equiangular_layout import (
     GRIDS,
     GridLayout,
@@ -49,7 +49,8 @@ from .equiangular_layout import (
     layout_positions,
     pole_rows,
 )
-from .knn_graph import check_kernel, knn_graph
+from .kernels import check_kernel
+from .knn_graph import knn_graph
 from .sphere_graph import SphereGraph
 
 __all__ = [
@@ -133,26 +134,14 @@ def _neighbour_graph(
     )
 
 
-def _check_dtype(dtype: object) -> torch.dtype:
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating torch dtype (torch.float32, torch.float64), "
-                        f"got {dtype!r}")
-    return dtype
-
-
 def check_edges_kernel(edges: str | None, kernel: object, weights: str | None = None,
                        stacklevel: int = 4) -> tuple[str, str | float | None]:
     """The edge recipe (``weights``: its deprecated name) and the checked width rule
     (``None`` for the fixed 1/d weights of ``"neighbours"``)."""
     edges = check_edges(edges, default="knn", old_name="weights", old_value=weights,
                         old_names={name: name for name in EDGES}, stacklevel=stacklevel)
-    if edges == "neighbours":
-        if not (isinstance(kernel, str) and kernel == "auto"):
-            raise ValueError(f"edges='neighbours' has fixed weights 1/d; kernel applies to "
-                             f"edges='knn' only (leave kernel='auto'), got kernel={kernel!r}")
-        return edges, None
-    return edges, ("auto" if isinstance(kernel, str) and kernel == "auto"
-                   else check_kernel(kernel))
+    rule = check_kernel(kernel, "equiangular", edges)
+    return edges, (None if edges == "neighbours" else rule)
 
 
 def equiangular_graph(
@@ -237,7 +226,7 @@ def equiangular_graph(
     edges, resolved = check_edges_kernel(edges, kernel, weights)
     if isolated not in ("raise", "drop"):
         raise ValueError(f"isolated must be 'raise' or 'drop', got {isolated!r}")
-    dtype = _check_dtype(dtype)
+    dtype = check_float_dtype(dtype)
     layout = grid_layout(nlat, nlon, grid)
     kept = kept_grid_nodes(mask, region, layout)
     pos = layout_positions(layout)

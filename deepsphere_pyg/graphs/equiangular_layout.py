@@ -7,7 +7,6 @@ The grid families and the node order are described in
 
 from __future__ import annotations
 
-import math
 import numbers
 from dataclasses import dataclass
 
@@ -15,7 +14,7 @@ import numpy as np
 import torch
 
 from .knn_graph import keep_index
-from .lonlat import lonlat_to_vec, region_mask
+from .lonlat import check_region, lonlat_to_vec, region_mask
 
 __all__ = ["GRIDS", "GridLayout", "equiangular_grid", "grid_layout", "node_areas"]
 
@@ -165,27 +164,6 @@ def layout_positions(layout: GridLayout) -> np.ndarray:
     pos[layout.is_pole] = 0.0  # exactly (0, 0, +-1)
     pos[layout.is_pole, 2] = np.sign(layout.lat[layout.is_pole])
     return pos
-
-
-def check_region(region: object) -> tuple[float, float, float, float]:
-    values = [] if isinstance(region, str) else list(np.asarray(region, dtype=object).ravel())
-    try:
-        values = [float(v) for v in values]
-    except (TypeError, ValueError):
-        values = []
-    if len(values) != 4 or not all(math.isfinite(v) for v in values):
-        raise ValueError(f"region must be (lon_min, lon_max, lat_min, lat_max) in degrees, "
-                         f"got {region!r}")
-    lon_min, lon_max, lat_min, lat_max = values
-    for name, value in (("lon_min", lon_min), ("lon_max", lon_max)):
-        if not -180.0 <= value <= 360.0:
-            raise ValueError(f"region {name}={value:g} must lie in [-180, 360] degrees east; "
-                             "is the region given as (lon_min, lon_max, lat_min, lat_max)?")
-    for name, value in (("lat_min", lat_min), ("lat_max", lat_max)):
-        if not -90.0 <= value <= 90.0:
-            raise ValueError(f"region {name}={value:g} must lie in [-90, 90] degrees north; "
-                             "is the region given as (lon_min, lon_max, lat_min, lat_max)?")
-    return lon_min, lon_max, lat_min, lat_max
 
 
 def kept_grid_nodes(mask: object, region: object, layout: GridLayout) -> np.ndarray | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from collections.abc import Sequence
 
@@ -19,7 +18,7 @@ from .checks import (
     pixels_from_mask,
 )
 from .hierarchy import SphereHierarchy
-from .kernels import healpix_kernel_width, heat_kernel
+from .kernels import check_kernel, healpix_kernel_width, heat_kernel
 from .knn import (
     index_dtype_for,
     knn_chord,
@@ -247,25 +246,17 @@ def _resolve_kernel(edges: str, kernel: str | float, k: int, nside: int
                     ) -> tuple[str, float | None]:
     """Width rule's name (``"v2"``, ``"v1"``, ``"custom"``) and width ``t`` (``None`` when
     computed from the edges, as for v1)."""
-    rule = "v2" if edges == "knn" else "v1"
     if edges == "neighbours" and k != 8:
         raise ValueError(
             f"edges='neighbours' uses the 8 HEALPix neighbours, so k must be 8 (got "
             f"k={k}); use edges='knn' for other neighbour counts")
-    if isinstance(kernel, str):
-        if kernel not in ("auto", rule):
-            raise ValueError(f"edges={edges!r}: kernel must be 'auto', {rule!r} or a positive "
-                             f"float t, got {kernel!r}")
-        if edges == "neighbours":
-            return "v1", None
-        check_k(k, hp.nside2npix(nside))
-        return "v2", healpix_kernel_width(nside, k)
-    if isinstance(kernel, bool) or not isinstance(kernel, numbers.Real):
-        raise TypeError(f"kernel must be 'auto', {rule!r} or a positive float t, got "
-                        f"{kernel!r}")
-    if not (np.isfinite(kernel) and kernel > 0):
-        raise ValueError(f"kernel width t must be positive and finite, got {kernel!r}")
-    return "custom", float(kernel)
+    kernel = check_kernel(kernel, "healpix", edges)
+    if isinstance(kernel, float):
+        return "custom", kernel
+    if edges == "neighbours":
+        return "v1", None
+    check_k(k, hp.nside2npix(nside))
+    return "v2", healpix_kernel_width(nside, k)
 
 
 def _pixel_positions(nside: int) -> np.ndarray:

@@ -63,7 +63,8 @@ import torch
 
 from .checks import check_edges, check_positive_int, induced_pairs
 from .hierarchy import SphereHierarchy
-from .knn_graph import check_kernel, keep_index, knn_graph
+from .kernels import check_kernel
+from .knn_graph import keep_index, knn_graph
 from .lonlat import region_mask, vec_to_lonlat
 from .sphere_graph import SphereGraph
 
@@ -326,14 +327,6 @@ def _mean_squared_edge_length(level: int) -> float:
     return float(np.einsum("ij,ij->i", diff, diff).mean())
 
 
-def _check_kernel(kernel: object, edges: str) -> str | float:
-    names = ("auto", "v1") if edges == "neighbours" else ("auto", "global", "adaptive")
-    try:
-        return check_kernel(kernel, names)
-    except ValueError as error:
-        raise ValueError(f"edges={edges!r}: {error}") from error
-
-
 def _kept_nodes(pos: np.ndarray, mask: object, region: Sequence[float] | None
                 ) -> np.ndarray | None:
     """Sorted ids kept by ``mask`` and ``region`` (both must keep a node), ``None``: all."""
@@ -420,7 +413,7 @@ def icosahedral_graph(
     level = _check_level(level)
     edges = check_edges(edges, default="neighbours", old_name="neighbours",
                         old_value=neighbours, old_names=NEIGHBOURS)
-    kernel = _check_kernel(kernel, edges)
+    kernel = check_kernel(kernel, "icosahedral", edges)
     if isolated not in ("raise", "drop"):
         raise ValueError(f"isolated must be 'raise' or 'drop', got {isolated!r}")
     mesh = _mesh(level)

@@ -9,6 +9,7 @@ weight is 1/2 at :math:`d = \sigma`), so :math:`t = \sigma^2 / (4 \ln 2)`.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -26,6 +27,57 @@ V2_KERNEL_WIDTHS: dict[int, dict[int, float]] = {
     60: {32: 0.051720, 64: 0.025403, 128: 0.012695, 256: 0.006351, 512: 0.0031755,
          1024: 0.00158775},
 }
+
+#: Width rules accepted besides a positive float :math:`t`, per ``(sampling, edges)``.
+#: ``"auto"`` always names the sampling's tuned rule for that edge recipe: ``"v2"`` on
+#: HEALPix k-NN graphs (the published widths), ``"v1"`` on the 8 HEALPix neighbours (the
+#: width from the mean edge length), the ``"global"`` rule with the grid's measured factor
+#: on lat-lon grids, :math:`t = \overline{d^2}/4` on the icosahedral mesh, ``"global"`` on
+#: icosahedral k-NN graphs and ``"adaptive"`` on point sets. ``None``: fixed weights
+#: (``1/d`` between grid neighbours), so only ``"auto"`` is accepted.
+KERNEL_RULES: dict[tuple[str, str], tuple[str, ...] | None] = {
+    ("healpix", "knn"): ("auto", "v2"),
+    ("healpix", "neighbours"): ("auto", "v1"),
+    ("equiangular", "knn"): ("auto", "global", "adaptive"),
+    ("equiangular", "neighbours"): None,
+    ("icosahedral", "knn"): ("auto", "global", "adaptive"),
+    ("icosahedral", "neighbours"): ("auto", "v1"),
+    ("points", "knn"): ("auto", "global", "adaptive"),
+}
+
+#: Rules of the k-NN edge builder itself (:func:`~deepsphere_pyg.graphs.knn_graph.knn_graph`).
+KNN_RULES = ("global", "adaptive")
+
+
+def check_kernel(kernel: object, sampling: str | None = None, edges: str = "knn"
+                 ) -> str | float:
+    """The one validator of ``kernel``: a rule name of :data:`KERNEL_RULES` for
+    ``(sampling, edges)`` (:data:`KNN_RULES` when ``sampling`` is ``None``), returned as
+    given, or a positive finite float :math:`t`, returned as ``float``.
+
+    Raises:
+        ValueError: an unknown name, a non-positive or non-finite width, any value other
+            than ``"auto"`` for a recipe with fixed weights.
+        TypeError: neither a string nor a real number.
+    """
+    names = KNN_RULES if sampling is None else KERNEL_RULES[(sampling, edges)]
+    where = "" if sampling is None else f"edges={edges!r}: "
+    if names is None:
+        if isinstance(kernel, str) and kernel == "auto":
+            return kernel
+        raise ValueError(f"{where}{sampling} graphs have fixed weights 1/d; kernel applies "
+                         f"to edges='knn' only (leave kernel='auto'), got kernel={kernel!r}")
+    if isinstance(kernel, str):
+        if kernel not in names:
+            raise ValueError(f"{where}kernel must be one of {names} or a positive float t, "
+                             f"got {kernel!r}")
+        return kernel
+    if isinstance(kernel, bool) or not isinstance(kernel, numbers.Real):
+        raise TypeError(f"{where}kernel must be one of {names} or a positive float t, got "
+                        f"{kernel!r}")
+    if not (math.isfinite(kernel) and kernel > 0):
+        raise ValueError(f"kernel width t must be positive and finite, got {kernel!r}")
+    return float(kernel)
 
 
 def sigma_to_t(sigma: float) -> float:

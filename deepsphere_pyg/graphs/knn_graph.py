@@ -33,22 +33,19 @@ a uniform sampling it is within a few per cent of ``"global"``.
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import numpy as np
 import torch
 
 from .checks import check_k, check_unit_vectors, report_isolated
+from .kernels import check_kernel
 from .knn import index_dtype_for, knn_chord, missing_reverse_entries, union_symmetric_weighted
 from .sphere_graph import SphereGraph
 
 #: :math:`t / \overline{d^2}` of the published DeepSphere v2 widths on HEALPix, per ``k``
 #: (measured at nside 64: 0.1368 / 0.0993 / 0.0966; nside 32 and 128 within 4 %).
 KNN_WIDTH_RATIO: dict[int, float] = {8: 0.1368, 20: 0.0993, 40: 0.0966}
-
-#: Kernel names accepted by :func:`knn_graph` besides a positive float ``t``.
-KERNELS = ("global", "adaptive")
 
 #: Squared chord distance below which two points count as duplicates (about 0.2 arcsec).
 DUPLICATE_DIST2 = 1e-12
@@ -59,20 +56,6 @@ def knn_width_ratio(k: int) -> float:
     neighbours, interpolated linearly in :math:`\log k` in :data:`KNN_WIDTH_RATIO`."""
     ks = sorted(KNN_WIDTH_RATIO)
     return float(np.interp(math.log(k), np.log(ks), [KNN_WIDTH_RATIO[kk] for kk in ks]))
-
-
-def check_kernel(kernel: object, names: tuple[str, ...] = KERNELS) -> str | float:
-    """Return ``kernel`` (one of ``names`` or a positive float t), or raise."""
-    if isinstance(kernel, str):
-        if kernel not in names:
-            raise ValueError(f"kernel must be one of {names} or a positive float t, "
-                             f"got {kernel!r}")
-        return kernel
-    if isinstance(kernel, bool) or not isinstance(kernel, numbers.Real):
-        raise TypeError(f"kernel must be one of {names} or a positive float t, got {kernel!r}")
-    if not (math.isfinite(kernel) and kernel > 0):
-        raise ValueError(f"kernel width t must be positive and finite, got {kernel!r}")
-    return float(kernel)
 
 
 def keep_index(keep: object, num_points: int, name: str = "mask") -> np.ndarray | None:

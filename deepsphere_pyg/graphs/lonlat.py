@@ -8,6 +8,7 @@ convention: colatitude :math:`90° - \theta`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -57,6 +58,33 @@ def vec_to_lonlat(pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lon, lat
 
 
+def check_region(region: object) -> tuple[float, float, float, float]:
+    """``region`` as ``(lon_min, lon_max, lat_min, lat_max)`` floats (degrees), or a clear
+    error: four finite numbers, longitudes in ``[-180, 360]``, latitudes in ``[-90, 90]``
+    with ``lat_min <= lat_max``."""
+    values = [] if isinstance(region, str) else list(np.asarray(region, dtype=object).ravel())
+    try:
+        values = [float(v) for v in values]
+    except (TypeError, ValueError):
+        values = []
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"region must be (lon_min, lon_max, lat_min, lat_max) in degrees, "
+                         f"got {region!r}")
+    lon_min, lon_max, lat_min, lat_max = values
+    for name, value in (("lon_min", lon_min), ("lon_max", lon_max)):
+        if not -180.0 <= value <= 360.0:
+            raise ValueError(f"region {name}={value:g} must lie in [-180, 360] degrees east; "
+                             "is the region given as (lon_min, lon_max, lat_min, lat_max)?")
+    for name, value in (("lat_min", lat_min), ("lat_max", lat_max)):
+        if not -90.0 <= value <= 90.0:
+            raise ValueError(f"region {name}={value:g} must lie in [-90, 90] degrees north; "
+                             "is the region given as (lon_min, lon_max, lat_min, lat_max)?")
+    if lat_min > lat_max:
+        raise ValueError(f"region latitudes must satisfy -90 <= lat_min <= lat_max <= 90, "
+                         f"got lat_min={lat_min:g}, lat_max={lat_max:g}")
+    return lon_min, lon_max, lat_min, lat_max
+
+
 def region_mask(lon: np.ndarray, lat: np.ndarray, region: Sequence[float]) -> np.ndarray:
     """Boolean mask of the points inside a lon/lat box ``(lon_min, lon_max, lat_min, lat_max)``.
 
@@ -65,14 +93,7 @@ def region_mask(lon: np.ndarray, lat: np.ndarray, region: Sequence[float]) -> np
     ``lon_max - lon_min = 360`` (e.g. ``(0, 360, ...)`` or ``(-180, 180, ...)``) keeps every
     longitude.
     """
-    values = [float(v) for v in region] if not isinstance(region, str) else []
-    if len(values) != 4 or not np.all(np.isfinite(values)):
-        raise ValueError(f"region must be (lon_min, lon_max, lat_min, lat_max) in degrees, "
-                         f"got {region!r}")
-    lon_min, lon_max, lat_min, lat_max = values
-    if not -90 <= lat_min <= lat_max <= 90:
-        raise ValueError(f"region latitudes must satisfy -90 <= lat_min <= lat_max <= 90, "
-                         f"got lat_min={lat_min:g}, lat_max={lat_max:g}")
+    lon_min, lon_max, lat_min, lat_max = check_region(region)
     inside_lat = (lat >= lat_min) & (lat <= lat_max)
     if lon_max - lon_min >= 360:
         return inside_lat

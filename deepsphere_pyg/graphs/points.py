@@ -57,13 +57,11 @@ import torch
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from .checks import check_edges, check_positive_int
-from .knn_graph import DUPLICATE_DIST2, check_kernel, keep_index, knn_graph
+from .checks import check_edges, check_float_dtype, check_positive_int
+from .kernels import check_kernel
+from .knn_graph import DUPLICATE_DIST2, keep_index, knn_graph
 from .lonlat import check_lonlat, lonlat_to_vec, region_mask, vec_to_lonlat
 from .sphere_graph import SphereGraph
-
-#: Kernel names accepted by :func:`points_graph` besides a positive float ``t``.
-POINT_KERNELS = ("auto", "global", "adaptive")
 
 #: Great-circle angle (degrees) below which two points are duplicates: the chord
 #: :math:`\sqrt{\mathtt{DUPLICATE\_DIST2}} = 10^{-6}` of the k-NN builder (about 0.2 arcsec,
@@ -242,7 +240,7 @@ def points_level(
         raise ValueError(f"duplicates must be 'raise' or 'merge', got {duplicates!r}")
     if isolated not in ("raise", "drop"):
         raise ValueError(f"isolated must be 'raise' or 'drop', got {isolated!r}")
-    _check_dtype(dtype)
+    check_float_dtype(dtype)
     k = check_positive_int(k, "k")
     merge_deg = _check_merge_distance(merge_distance)
     radius = 2.0 * math.sin(math.radians(merge_deg) / 2.0)  # chord of merge_deg
@@ -374,18 +372,10 @@ def _knn(pos: np.ndarray, *, k: int, kernel: str | float, mask: np.ndarray | Non
 
 
 def check_point_kernel(kernel: object) -> str | float:
-    """``"auto"`` -> ``"adaptive"``; other names and floats checked."""
-    if isinstance(kernel, str):
-        if kernel not in POINT_KERNELS:
-            raise ValueError(f"kernel must be one of {POINT_KERNELS} or a positive float t, "
-                             f"got {kernel!r}")
-        if kernel == "auto":
-            return "adaptive"
-    try:
-        return check_kernel(kernel)
-    except TypeError as error:
-        raise TypeError(f"kernel must be one of {POINT_KERNELS} or a positive float t, "
-                        f"got {kernel!r}") from error
+    """:func:`~deepsphere_pyg.graphs.kernels.check_kernel` of a point set, with ``"auto"``
+    resolved to ``"adaptive"``."""
+    rule = check_kernel(kernel, "points")
+    return "adaptive" if rule == "auto" else rule
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -417,12 +407,6 @@ def _check_merge_distance(merge_distance: object) -> float:
         raise ValueError(f"merge_distance must be an angle in degrees in [0, 180), got "
                          f"{merge_distance!r} (one degree is about 111 km on the Earth)")
     return max(value, DUPLICATE_DISTANCE_DEG)
-
-
-def _check_dtype(dtype: object) -> None:
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating torch dtype (torch.float32, "
-                        f"torch.float64), got {dtype!r}")
 
 
 def group_sum(values: np.ndarray, group: np.ndarray, num_groups: int) -> np.ndarray:

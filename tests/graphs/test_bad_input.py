@@ -35,7 +35,7 @@ def test_k_must_be_below_the_number_of_nodes():
 @pytest.mark.parametrize(
     ("kernel", "error", "message"),
     [
-        ("v3", ValueError, "kernel must be 'auto', 'v2' or a positive float"),
+        ("v3", ValueError, r"kernel must be one of \('auto', 'v2'\) or a positive float"),
         (-0.1, ValueError, "kernel width t must be positive"),
         (float("nan"), ValueError, "kernel width t must be positive"),
         (True, TypeError, "kernel must be"),
