@@ -170,16 +170,30 @@ def ordering_roughness(
     return given, swapped, count
 
 
-def report_isolated(lonely: np.ndarray, isolated: str, stacklevel: int = 3) -> None:
+#: What a builder does with kept nodes left without a neighbour by a mask.
+ISOLATED = ("raise", "drop")
+
+
+def check_isolated(isolated: object) -> str:
+    """Return ``isolated`` if it is one of :data:`ISOLATED`, else raise ``ValueError``."""
+    if not (isinstance(isolated, str) and isolated in ISOLATED):
+        raise ValueError(f"isolated must be 'raise' or 'drop', got {isolated!r}")
+    return isolated
+
+
+def report_isolated(lonely: np.ndarray, isolated: str, stacklevel: int = 3,
+                    what: str = "kept node(s)") -> None:
     """Raise (``isolated="raise"``) or warn (``"drop"``) about kept nodes without neighbours.
 
-    ``lonely`` holds their ids in the full sampling; the caller drops them on ``"drop"``.
+    ``lonely`` holds their ids in the full sampling (``what`` names them in the message);
+    the caller drops them on ``"drop"``.
     """
     if isolated == "raise":
         raise ValueError(
-            f"mask leaves {lonely.size} kept node(s) without any neighbour (first ids: "
-            f"{lonely[:10].tolist()}); remove them, enlarge the mask, or pass isolated='drop'")
-    warnings.warn(f"dropping {lonely.size} isolated node(s) from the mask",
+            f"mask leaves {lonely.size} {what} without any neighbour (first ids: "
+            f"{lonely[:10].tolist()}); remove them from the mask, enlarge (dilate) the "
+            "mask, or pass isolated='drop'")
+    warnings.warn(f"dropping {lonely.size} isolated {what} from the mask",
                   stacklevel=stacklevel + 1)
 
 

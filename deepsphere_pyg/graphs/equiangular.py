@@ -37,7 +37,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .checks import EDGES, check_edges, check_float_dtype, induced_pairs
+from .checks import EDGES, check_edges, check_float_dtype, check_isolated, induced_pairs
 from .equiangular_layout import (
     GRIDS,
     GridLayout,
@@ -224,8 +224,7 @@ def equiangular_graph(
     grid = check_grid(grid)
     nlat, nlon = check_grid_sizes(nlat, nlon, grid)
     edges, resolved = check_edges_kernel(edges, kernel, weights)
-    if isolated not in ("raise", "drop"):
-        raise ValueError(f"isolated must be 'raise' or 'drop', got {isolated!r}")
+    check_isolated(isolated)
     dtype = check_float_dtype(dtype)
     layout = grid_layout(nlat, nlon, grid)
     kept = kept_grid_nodes(mask, region, layout)

@@ -12,18 +12,22 @@ import torch
 from .checks import (
     check_bool,
     check_edges,
+    check_isolated,
     check_k,
     check_nside,
     check_positive_int,
     pixels_from_mask,
+    report_isolated,
 )
 from .hierarchy import SphereHierarchy
 from .kernels import check_kernel, healpix_kernel_width, heat_kernel
 from .knn import (
     index_dtype_for,
+    isolated_rows,
     knn_chord,
     missing_reverse_entries,
     neighbour_squared_distance,
+    to_kept_nodes,
     union_symmetric_weighted,
 )
 from .operator import numpy_float
@@ -93,8 +97,7 @@ def healpix_graph(
     """
     nside = check_nside(nside)
     check_bool(nest, "nest", " (True: NEST ordering, False: RING)")
-    if isolated not in ("raise", "drop"):
-        raise ValueError(f"isolated must be 'raise' or 'drop', got {isolated!r}")
+    check_isolated(isolated)
     edges = _edges_of(edges, kernel)
     recipe, t = _resolve_kernel(edges, kernel, k, nside)
     knn = edges == "knn"
@@ -117,18 +120,12 @@ def healpix_graph(
         node_pixels = hp.ring2nest(nside, np.arange(npix) if pixels is None else pixels)
     neighbours, knn_dist2 = _neighbour_pixels(nside, k, knn, nest_pos, node_pixels)
     if node_pixels is not None:
-        neighbours = _to_kept_nodes(neighbours, node_pixels, npix)
+        neighbours = to_kept_nodes(neighbours, node_pixels, npix)
 
-    isolated_nodes = _isolated_nodes(neighbours)
+    isolated_nodes = isolated_rows(neighbours)
     if isolated_nodes.size:
         ids = isolated_nodes if pixels is None else pixels[isolated_nodes]
-        if isolated == "raise":
-            raise ValueError(
-                f"mask leaves {ids.size} observed pixel(s) without any neighbour "
-                f"(first pixel ids: {ids[:10].tolist()}); remove them from the mask, "
-                "dilate the mask, or pass isolated='drop'"
-            )
-        warnings.warn(f"dropping {ids.size} isolated pixel(s) from the mask", stacklevel=2)
+        report_isolated(ids, isolated, stacklevel=2, what="observed pixel(s)")
         keep = np.setdiff1d(pixels, ids)
         return healpix_graph(nside, k=k, nest=nest, mask=keep, kernel=kernel,
                              isolated="raise", check_ordering=False, dtype=dtype,
@@ -294,15 +291,6 @@ def _neighbour_pixels(
                      index_dtype=index_dtype_for(nest_pos.shape[0]))
 
 
-def _isolated_nodes(neighbours: np.ndarray) -> np.ndarray:
-    """Nodes that neither list a neighbour nor are listed by one (no edge after the union)."""
-    has_edge = (neighbours >= 0).any(axis=1)
-    if has_edge.all():
-        return np.empty(0, dtype=np.int64)
-    has_edge[neighbours[neighbours >= 0]] = True
-    return np.flatnonzero(~has_edge)
-
-
 def _mean_over_edges(
     entry_values: np.ndarray, neighbours: np.ndarray, missing: tuple[np.ndarray, np.ndarray]
 ) -> float:
@@ -321,10 +309,3 @@ def _heat_kernel_blocks(dist2: np.ndarray, t: float, out_dtype: type[np.floating
     for start in range(0, dist2.shape[0], step):
         out[start:start + step] = heat_kernel(dist2[start:start + step], t)
     return out
-
-
-def _to_kept_nodes(neighbours: np.ndarray, pixels: np.ndarray, npix: int) -> np.ndarray:
-    """Replace pixel ids by node ids (node ``i`` is ``pixels[i]``); others and -1 -> -1."""
-    node_of_pixel = np.full(npix, -1, dtype=index_dtype_for(npix))
-    node_of_pixel[pixels] = np.arange(pixels.size)
-    return np.where(neighbours >= 0, node_of_pixel[np.maximum(neighbours, 0)], -1)

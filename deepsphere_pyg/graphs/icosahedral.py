@@ -61,7 +61,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .checks import check_edges, check_positive_int, induced_pairs
+from .checks import check_edges, check_isolated, check_positive_int, induced_pairs
 from .hierarchy import SphereHierarchy
 from .kernels import check_kernel
 from .knn_graph import keep_index, knn_graph
@@ -414,8 +414,7 @@ def icosahedral_graph(
     edges = check_edges(edges, default="neighbours", old_name="neighbours",
                         old_value=neighbours, old_names=NEIGHBOURS)
     kernel = check_kernel(kernel, "icosahedral", edges)
-    if isolated not in ("raise", "drop"):
-        raise ValueError(f"isolated must be 'raise' or 'drop', got {isolated!r}")
+    check_isolated(isolated)
     mesh = _mesh(level)
     kept = _kept_nodes(mesh.pos, mask, region)
     if edges == "knn":

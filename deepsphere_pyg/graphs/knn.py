@@ -309,6 +309,24 @@ def _merge_block(
     out[is_own] = own
 
 
+def to_kept_nodes(neighbours: np.ndarray, kept: np.ndarray, num_points: int) -> np.ndarray:
+    """Neighbour lists ``[K, k]`` of the kept nodes (row ``i`` is point ``kept[i]``) with
+    point ids replaced by node ids; neighbours outside ``kept`` (and -1) become -1."""
+    node_of_point = np.full(num_points, -1, dtype=index_dtype_for(num_points))
+    node_of_point[kept] = np.arange(kept.size)
+    return np.where(neighbours >= 0, node_of_point[np.maximum(neighbours, 0)], -1)
+
+
+def isolated_rows(neighbours: np.ndarray) -> np.ndarray:
+    """Rows of ``[N, k]`` node-id neighbour lists that neither list a neighbour nor are
+    listed by one: the nodes without an edge after the union symmetrisation."""
+    has_edge = (neighbours >= 0).any(axis=1)
+    if has_edge.all():
+        return np.empty(0, dtype=np.int64)
+    has_edge[neighbours[neighbours >= 0]] = True
+    return np.flatnonzero(~has_edge)
+
+
 def squared_chord_distance(pos: np.ndarray, row: np.ndarray, col: np.ndarray) -> np.ndarray:
     """``||pos[row] - pos[col]||^2`` for every edge, computed in chunks (float64 ``[E]``)."""
     out = np.empty(row.shape[0], dtype=np.float64)

@@ -38,9 +38,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checks import check_k, check_unit_vectors, report_isolated
+from .checks import check_isolated, check_k, check_unit_vectors, report_isolated
 from .kernels import check_kernel
-from .knn import index_dtype_for, knn_chord, missing_reverse_entries, union_symmetric_weighted
+from .knn import (
+    index_dtype_for,
+    isolated_rows,
+    knn_chord,
+    missing_reverse_entries,
+    to_kept_nodes,
+    union_symmetric_weighted,
+)
 from .sphere_graph import SphereGraph
 
 #: :math:`t / \overline{d^2}` of the published DeepSphere v2 widths on HEALPix, per ``k``
@@ -134,8 +141,7 @@ def knn_graph(
     """
     pos = check_unit_vectors(pos)
     kernel = check_kernel(kernel)
-    if isolated not in ("raise", "drop"):
-        raise ValueError(f"isolated must be 'raise' or 'drop', got {isolated!r}")
+    check_isolated(isolated)
     num_points = pos.shape[0]
     k = check_k(k, num_points)
     kept = keep_index(mask, num_points)
@@ -149,13 +155,9 @@ def knn_graph(
     width = float(kernel) if isinstance(kernel, float) else ratio * float(local.mean())
     if kept is not None:
         neighbours, dist2, local = neighbours[kept], dist2[kept], local[kept]
-        node_of_point = np.full(num_points, -1, dtype=neighbours.dtype)
-        node_of_point[kept] = np.arange(kept.size)
-        neighbours = np.where(neighbours >= 0, node_of_point[np.maximum(neighbours, 0)], -1)
-        has_edge = (neighbours >= 0).any(axis=1)
-        has_edge[neighbours[neighbours >= 0]] = True
-        if not has_edge.all():
-            lonely = kept[~has_edge]
+        neighbours = to_kept_nodes(neighbours, kept, num_points)
+        lonely = kept[isolated_rows(neighbours)]
+        if lonely.size:
             report_isolated(lonely, isolated, stacklevel=3)
             return knn_graph(pos, k=k, kernel=kernel, mask=np.setdiff1d(kept, lonely),
                              sampling=sampling, dtype=dtype, width_factor=width_factor,

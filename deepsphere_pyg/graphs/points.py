@@ -57,7 +57,7 @@ import torch
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from .checks import check_edges, check_float_dtype, check_positive_int
+from .checks import check_edges, check_float_dtype, check_isolated, check_positive_int
 from .kernels import check_kernel
 from .knn_graph import DUPLICATE_DIST2, keep_index, knn_graph
 from .lonlat import check_lonlat, lonlat_to_vec, region_mask, vec_to_lonlat
@@ -238,8 +238,7 @@ def points_level(
     rule = check_point_kernel(kernel)
     if duplicates not in ("raise", "merge"):
         raise ValueError(f"duplicates must be 'raise' or 'merge', got {duplicates!r}")
-    if isolated not in ("raise", "drop"):
-        raise ValueError(f"isolated must be 'raise' or 'drop', got {isolated!r}")
+    check_isolated(isolated)
     check_float_dtype(dtype)
     k = check_positive_int(k, "k")
     merge_deg = _check_merge_distance(merge_distance)
