@@ -232,8 +232,10 @@ def csr_from_entries(index: torch.Tensor, value: torch.Tensor, num_nodes: int) -
 
 def csr_parts(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(crow_indices [N + 1], col_indices [nnz], values [nnz])`` of a CSR tensor, as
-    dense tensors (module buffers that copy, move and cast like any other)."""
-    return matrix.crow_indices(), matrix.col_indices(), matrix.values()
+    dense tensors (module buffers that copy, move and cast like any other). They are
+    copies, not views of the sparse tensor: :func:`torch.compile` cannot trace a view
+    whose base is sparse."""
+    return matrix.crow_indices().clone(), matrix.col_indices().clone(), matrix.values().clone()
 
 
 def csr_from_parts(crow: torch.Tensor, col: torch.Tensor, value: torch.Tensor,
@@ -243,6 +245,17 @@ def csr_from_parts(crow: torch.Tensor, col: torch.Tensor, value: torch.Tensor,
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         return torch.sparse_csr_tensor(crow, col, value, (num_nodes, num_nodes),
                                        check_invariants=False)
+
+
+def csr_entries(crow: torch.Tensor, col: torch.Tensor, value: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Entries ``(index [2, nnz], value [nnz])`` of the applied matrix :math:`M` held as
+    CSR parts, as messages flow in PyG: ``index[0]`` the column (source), ``index[1]``
+    the row (target). Traceable by :func:`torch.compile` (sparse tensors are not)."""
+    # Entry e lies in row r when crow[r] <= e < crow[r + 1] (shapes known before the data).
+    entries = torch.arange(col.numel(), device=crow.device, dtype=crow.dtype)
+    rows = torch.searchsorted(crow, entries, right=True) - 1
+    return torch.stack([col, rows]), value
 
 
 # ---------------------------------------------------------------------- products

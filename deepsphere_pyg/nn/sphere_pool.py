@@ -43,8 +43,12 @@ def is_regular_pool_index(pool_index: Tensor) -> bool:
     """Whether ``pool_index`` is the regular NEST map ``arange(N) // 4`` (4 children each).
 
     Full-sky HEALPix hierarchies (and disjoint batches of them) have this map; pooling
-    and unpooling then reduce to reshapes. The answer is cached per tensor object.
+    and unpooling then reduce to reshapes. The answer is cached per tensor object. Under
+    :func:`torch.compile` it is ``False`` (reading the data cannot be traced), so the
+    general scatter path runs, with the same results.
     """
+    if torch.compiler.is_compiling():
+        return False
     num_children = pool_index.numel()
     if pool_index.dim() != 1 or num_children == 0 or num_children % 4:
         return False
@@ -176,7 +180,8 @@ def sphere_pool(
         candidates = torch.where(winners, child, num_children)
         argmax = torch.full(out_shape, num_children, dtype=torch.long, device=x.device)
         argmax.scatter_reduce_(node_dim, index, candidates, "amin", include_self=True)
-    if num_parents and bool((argmax == num_children).any()):
+    if num_parents and not torch.compiler.is_compiling() \
+            and bool((argmax == num_children).any()):
         raise ValueError(
             "some parents have no child in pool_index (num_parents too large?); every "
             "parent needs at least one child for max pooling with indices"

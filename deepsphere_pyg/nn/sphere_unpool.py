@@ -72,7 +72,7 @@ def sphere_unpool(
                 f"children to {num_children // 4} parents"
             )
         return x.repeat_interleave(4, dim=node_dim)
-    needed = infer_num_parents(pool_index)
+    needed = 0 if torch.compiler.is_compiling() else infer_num_parents(pool_index)
     if needed > num_parents:
         raise ValueError(
             f"pool_index refers to parent {needed - 1} but x has only {num_parents} parent "
