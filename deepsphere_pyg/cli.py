@@ -1,4 +1,9 @@
-"""The ``deepsphere-pyg`` command."""
+"""The ``deepsphere-pyg`` command.
+
+Building the parser imports no heavy module (torch, PyTorch Geometric, Lightning, healpy,
+matplotlib): each subcommand imports what it needs when it runs, so that ``--help``,
+argument errors and configuration errors answer at once.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +12,21 @@ import sys
 import time
 from collections.abc import Sequence
 
-import healpy as hp
-import numpy as np
-import torch
-
-from .data.spectra import gaussian_alm
 from .graph_command import add_parser as add_graph_parser
-from .graphs import harmonic_scale, healpix_graph
-from .graphs.chebyshev import chebyshev_filter
 from .scattering.command import add_parser as add_scatter_parser
 from .training.command import add_parsers as add_training_parsers
 
 
 def _demo(args: argparse.Namespace) -> int:
     """Build a HEALPix graph and denoise a random sky map with a graph heat filter."""
+    import healpy as hp
+    import numpy as np
+    import torch
+
+    from .data.spectra import gaussian_alm
+    from .graphs import harmonic_scale, healpix_graph
+    from .graphs.chebyshev import chebyshev_filter
+
     rng = np.random.default_rng(args.seed)
     start = time.perf_counter()
     graph = healpix_graph(args.nside, k=args.k)

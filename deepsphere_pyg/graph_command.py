@@ -16,7 +16,8 @@ with that builder's defaults. The output folder receives
   :math:`\lambda_\ell \approx c\,\ell(\ell + 1)`
   (:func:`~deepsphere_pyg.graphs.harmonic_scale`) and the build time.
 
-Files are written atomically (a temporary name, then a rename).
+Files are written atomically (a temporary name, then a rename). The module imports numpy
+and the graph builders when the command runs, not when its parser is built.
 """
 
 from __future__ import annotations
@@ -29,25 +30,25 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from .graphs import (
-    SphereGraph,
-    equiangular_graph,
-    estimate_lambda_max,
-    harmonic_scale,
-    healpix_graph,
-    icosahedral_graph,
-    points_graph,
-)
-from .graphs.checks import EDGES
-from .graphs.equiangular import GRIDS, WEIGHTS
 from .io import machine_description, write_text_atomic
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .graphs import SphereGraph
 
 #: Samplings of the command.
 SAMPLINGS = ("healpix", "equiangular", "icosahedral", "points")
+
+#: Choices of ``--edges`` (:data:`deepsphere_pyg.graphs.checks.EDGES`), ``--grid``
+#: (:data:`deepsphere_pyg.graphs.equiangular.GRIDS`) and ``--weights``
+#: (:data:`deepsphere_pyg.graphs.equiangular.WEIGHTS`), written out so that building the
+#: parser imports no graph module (torch); a test checks that they are the same.
+EDGES = ("knn", "neighbours")
+GRIDS = ("driscoll-healy", "soft", "clenshaw-curtis", "gauss-legendre")
+WEIGHTS = EDGES
 
 #: Options that belong to one sampling (their destination names), and their defaults.
 _OPTIONS: dict[str, dict[str, Any]] = {
@@ -147,6 +148,8 @@ def read_points(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         FileNotFoundError: no such file.
         ValueError: another shape or layout, missing columns, values that are not numbers.
     """
+    import numpy as np
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"--points: file {str(path)!r} not found; give a CSV of "
@@ -169,6 +172,8 @@ def read_points(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _read_points_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    import numpy as np
+
     with path.open(newline="", encoding="utf-8") as file:
         rows = [(number, [cell.strip() for cell in row])
                 for number, row in enumerate(csv.reader(file), start=1)
@@ -218,6 +223,8 @@ def _is_number(text: str) -> bool:
 
 def build_graph(args: argparse.Namespace) -> tuple[SphereGraph, dict[str, Any]]:
     """The graph asked for by ``args`` and the parameters given to its builder."""
+    from .graphs import equiangular_graph, healpix_graph, icosahedral_graph, points_graph
+
     options = _options(args)
     params: dict[str, Any] = {}
     if args.k is not None:
@@ -281,6 +288,8 @@ def graph_statistics(graph: SphereGraph, build_seconds: float | None = None) -> 
     normalised and of the combinatorial Laplacian, the harmonic scale :math:`c`, and
     ``build_seconds``.
     """
+    from .graphs import estimate_lambda_max, harmonic_scale
+
     stats: dict[str, Any] = dict(graph.statistics())
     weight = graph.edge_weight.detach()
     stats["edge_weight_min"] = float(weight.min()) if weight.numel() else None
@@ -340,6 +349,8 @@ def _markdown(sampling: str, params: dict[str, Any], graph: SphereGraph,
 
 
 def _jsonable(value: Any) -> Any:
+    import numpy as np
+
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, (np.integer, np.floating)):

@@ -21,6 +21,16 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 
 
+def test_choices_are_the_builders():
+    # Written out in the command so that its parser imports no graph module.
+    from deepsphere_pyg import graph_command
+    from deepsphere_pyg.graphs.checks import EDGES
+    from deepsphere_pyg.graphs.equiangular import GRIDS, WEIGHTS
+
+    assert (graph_command.EDGES, graph_command.GRIDS, graph_command.WEIGHTS) == (
+        EDGES, GRIDS, WEIGHTS)
+
+
 def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="deepsphere-pyg")
     commands = parser.add_subparsers(dest="command", required=True)

@@ -60,7 +60,7 @@ def _curve(history: Sequence[Mapping[str, float]], key: str) -> tuple[np.ndarray
 
 
 def plot_learning_curves(history: Sequence[Mapping[str, float]],
-                         path: str | os.PathLike) -> None:
+                         path: str | os.PathLike, *, best_epoch: int | None = None) -> None:
     """Training curves: one panel per metric (train/val/test curves), learning rate apart.
 
     Metric families are found from the key prefixes ``train_``, ``val_`` and ``test_``:
@@ -73,6 +73,8 @@ def plot_learning_curves(history: Sequence[Mapping[str, float]],
         history: per-epoch dicts, e.g. ``{"epoch": 0, "train_loss": 0.7, "val_loss": 0.8,
             "train_accuracy": 0.6, "val_accuracy": 0.55, "lr": 1e-3}``.
         path: PNG file to write (atomically).
+        best_epoch: marked by a dashed vertical line in every panel (e.g. the epoch of
+            the checkpoint that was tested); ``None``: no mark.
 
     Raises:
         TypeError: ``history`` not a list of dicts.
@@ -97,6 +99,9 @@ def plot_learning_curves(history: Sequence[Mapping[str, float]],
             drawn += 1
             if panel == "lr" and (values > 0).all():
                 ax.set_yscale("log")
+        if best_epoch is not None and drawn:
+            ax.axvline(float(best_epoch), color="0.4", linestyle="--", linewidth=1,
+                       label=f"best epoch ({best_epoch})")
         ax.set_title("learning rate" if panel == "lr" else panel.replace("_", " "))
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

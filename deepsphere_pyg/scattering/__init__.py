@@ -16,14 +16,17 @@ transform and lives in :mod:`deepsphere_pyg.precompute`; :func:`precompute`,
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from .backend import ScatteringBackend
-from .cache import CachedCoefficients, CoefficientStore, precompute, precompute_scattering
-from .filters import FilterBank, ScatteringPath, scattering_paths
-from .harmonic import HarmonicBackend
-from .module import SphericalScattering, hierarchy_fingerprint
-from .transform import ScatteringTransform
+from .._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .backend import ScatteringBackend
+    from .cache import CachedCoefficients, CoefficientStore, precompute, precompute_scattering
+    from .filters import FilterBank, ScatteringPath, scattering_paths
+    from .harmonic import HarmonicBackend
+    from .module import SphericalScattering, hierarchy_fingerprint
+    from .transform import ScatteringTransform
 
 __all__ = [
     "CachedCoefficients",
@@ -40,11 +43,21 @@ __all__ = [
     "scattering_paths",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    # The graph backend is imported on first use (see module.BACKENDS).
-    if name == "GraphBackend":
-        from .graph_backend import GraphBackend
-
-        return GraphBackend
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The names are imported from their submodules on first use (``deepsphere-pyg --help``
+# imports this package for the parser of ``scatter`` and does without torch); the graph
+# backend is not in __all__ (see module.BACKENDS).
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "ScatteringBackend": "backend",
+    "CachedCoefficients": "cache",
+    "CoefficientStore": "cache",
+    "precompute": "cache",
+    "precompute_scattering": "cache",
+    "FilterBank": "filters",
+    "ScatteringPath": "filters",
+    "scattering_paths": "filters",
+    "GraphBackend": "graph_backend",
+    "HarmonicBackend": "harmonic",
+    "SphericalScattering": "module",
+    "hierarchy_fingerprint": "module",
+    "ScatteringTransform": "transform",
+}, __all__)

@@ -15,11 +15,6 @@ from __future__ import annotations
 import argparse
 import math
 
-from ..data.files import HealpixFileDataset
-from ..graphs import SphereHierarchy
-from .cache import precompute_scattering
-from .module import SphericalScattering
-
 
 def default_levels(nside: int, J0: int) -> int:
     """Levels from ``nside`` down to the output resolution :math:`\\lambda^{J_0}` (at least 1)."""
@@ -55,6 +50,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not with the parser: ``deepsphere-pyg --help`` does without torch.
+    from ..data.files import HealpixFileDataset
+    from ..graphs import SphereHierarchy
+    from .cache import precompute_scattering
+    from .module import SphericalScattering
+
     maps = HealpixFileDataset(args.inputs, ordering=args.ordering)
     levels = default_levels(maps.nside, args.J0) if args.levels is None else args.levels
     hierarchy = SphereHierarchy.healpix(maps.nside, levels, k=args.k)

@@ -1,4 +1,5 @@
-"""Lightning callbacks of the engine: random-state checkpointing and the per-epoch record."""
+"""Lightning callbacks of the engine: random-state checkpointing, the per-epoch record and
+the resume hint of an interrupted run."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import itertools
 import json
 import math
 import random
+import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 
 from ..io import write_text_atomic
 
@@ -111,7 +115,9 @@ class EpochRecord(pl.Callback):
 
     A row holds ``epoch``, ``lr`` (first parameter group), ``epoch_time_s`` and every
     epoch-level metric logged by the module (``train_loss``, ``val_accuracy``...). The
-    rows are part of the checkpoint, so a resumed run continues the same record.
+    rows are part of the checkpoint, so a resumed run continues the same record. Only
+    ``Trainer.fit`` restores them: testing (or validating) on an earlier checkpoint, such
+    as ``best.ckpt``, keeps the record of the whole run.
     """
 
     def __init__(self, folder: str | Path) -> None:
@@ -119,12 +125,20 @@ class EpochRecord(pl.Callback):
         self.rows: list[dict[str, float]] = []
         self._epoch_start = 0.0
         self._epoch_lr: float | None = None
+        self._restore_rows = True
 
     def state_dict(self) -> dict[str, Any]:
         return {"rows": [dict(row) for row in self.rows]}
 
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        # Lightning calls this just before load_state_dict, with the trainer's stage set.
+        self._restore_rows = trainer.state.fn == TrainerFn.FITTING
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.rows = [dict(row) for row in state_dict.get("rows", [])]
+        if self._restore_rows:
+            self.rows = [dict(row) for row in state_dict.get("rows", [])]
+        self._restore_rows = True
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule
                              ) -> None:
@@ -160,6 +174,48 @@ class EpochRecord(pl.Callback):
         write_text_atomic(self.folder / "metrics.csv", buffer.getvalue())
         write_text_atomic(self.folder / "history.json",
                           json.dumps(_finite(self.rows), indent=1) + "\n")
+
+
+def resume_command(folder: str | Path) -> str:
+    """The command line that continues the run in ``folder``."""
+    return f"deepsphere-pyg train --output {shlex.quote(str(folder))} --resume"
+
+
+class ResumeHint(pl.Callback):
+    """Tells how to continue a run stopped by Ctrl-C (``KeyboardInterrupt``).
+
+    Lightning catches the interrupt, prints "Detected KeyboardInterrupt, attempting
+    graceful shutdown" and exits with status 1; before that it calls ``on_exception``,
+    where this callback prints (on the global rank 0, to standard error) what the run
+    folder holds and the exact ``--resume`` command. A run stopped before its first
+    epoch ended has no checkpoint: resuming it starts again at epoch 0 with the
+    folder's ``config.yaml``.
+
+    Args:
+        folder: the run folder (``checkpoints/last.ckpt`` is looked for there).
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+
+    def message(self, trainer: pl.Trainer) -> str:
+        """The lines printed after an interrupt."""
+        last = self.folder / "checkpoints" / "last.ckpt"
+        if last.is_file():
+            record = next((c for c in trainer.callbacks if isinstance(c, EpochRecord)), None)
+            epochs = f"{len(record.rows)} finished epoch(s)" if record is not None \
+                else "the last finished epoch"
+            state = f"{last} holds {epochs}; resuming continues from there"
+        else:
+            state = ("no epoch had finished (no checkpoint yet); resuming starts again at "
+                     f"epoch 0 with {self.folder / 'config.yaml'}")
+        return (f"run interrupted: {state}.\n"
+                f"continue it with: {resume_command(self.folder)}")
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                     exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt) and trainer.is_global_zero:
+            print(self.message(trainer), file=sys.stderr, flush=True)
 
 
 def _finite(value: Any) -> Any:

@@ -15,6 +15,7 @@ examples:
   deepsphere-pyg train --experiment cosmology --set data.noise=1.0 --set train.epochs=20
   deepsphere-pyg train --config my.yaml --output runs/mine
   deepsphere-pyg train --output runs/mine --resume      # continue an interrupted run
+  deepsphere-pyg train --output runs/mine --resume --set train.epochs=20  # extend it
   torchrun --nproc_per_node 4 -m deepsphere_pyg.cli train --output runs/ddp
 
 Configuration keys: deepsphere-pyg experiments --show NAME prints an experiment's full
@@ -38,8 +39,13 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                        help="change one key, e.g. --set model.K=5 (repeatable, after --config)")
     train.add_argument("--output", metavar="DIR", default=None,
                        help="run folder (default runs/<experiment>-<date>-<time>)")
+    from .config import RESUME_MUTABLE
+
     train.add_argument("--resume", action="store_true",
-                       help="continue the run in --output from its last checkpoint")
+                       help="continue the run in --output from its last checkpoint, with "
+                            "its own config.yaml (--set / --config may change only "
+                            f"{', '.join(RESUME_MUTABLE)}; a larger train.epochs extends "
+                            "the run, its learning-rate schedule rebuilt over the new total)")
     train.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     train.add_argument("--dry-run", action="store_true",
                        help="print the resolved configuration and stop")
@@ -69,35 +75,89 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from .engine import resolve_config, train
+    from .resolution import resolve_config, resume_config
 
-    config = resolve_config(args.experiment, args.config, args.overrides)
+    if args.resume:
+        if args.output is None:
+            raise ValueError("--resume needs --output DIR, the run folder to continue, e.g. "
+                             "deepsphere-pyg train --output runs/mine --resume")
+        config = resume_config(args.output, args.experiment, args.config, args.overrides)
+    else:
+        config = resolve_config(args.experiment, args.config, args.overrides)
     if args.dry_run:
         print(dump_yaml(config), end="")
         return 0
+    from .engine import train
+
     result = train(config, args.output, resume=args.resume, figures=not args.no_figures)
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     if rank_zero_only.rank == 0:
-        print(summary(result.folder, result.metrics))
+        print(complete_message(result.folder, result.metrics) if result.already_complete
+              else summary(result.folder, result.metrics))
     return 0
 
 
+def _best_line(metrics: dict) -> str | None:
+    """``best epoch 3 (val_loss 0.2000), tested with checkpoints/best.ckpt``."""
+    if metrics.get("best_epoch") is None:
+        return None
+    line = f"best epoch {metrics['best_epoch']}"
+    score = metrics.get("best_score")
+    if isinstance(score, float) and metrics.get("monitor"):
+        line += f" ({metrics['monitor']} {score:.4f})"
+    if metrics.get("best_checkpoint"):
+        line += f", tested with {metrics['best_checkpoint']}"
+    return line
+
+
 def summary(folder: object, metrics: dict) -> str:
-    """The final lines of a run."""
+    """The final lines of a run: epochs (the whole run, also after a resume), the best
+    epoch, the test scores and the run folder."""
     scores = [f"{key} {value:.4f}" for key, value in metrics.items()
               if key.startswith("test_") and isinstance(value, float)]
     accuracy = metrics.get("test_accuracy")
+    epochs = metrics["epochs_run"]
+    resumed = metrics.get("resumed_at_epoch")
+    if resumed is None:
+        timing = f"{epochs} epochs in {metrics['train_seconds']:.1f} s"
+    else:
+        timing = (f"{epochs} epochs (resumed at epoch {resumed}: {epochs - resumed} trained "
+                  f"in {metrics['train_seconds']:.1f} s)")
     lines = [
-        f"experiment {metrics['experiment']}: {metrics['epochs_run']} epochs in "
-        f"{metrics['train_seconds']:.1f} s on {metrics['world_size']} process(es), "
-        f"{metrics['parameters']:,} parameters",
-        "test: " + ", ".join(scores),
+        f"experiment {metrics['experiment']}: {timing} on {metrics['world_size']} "
+        f"process(es), {metrics['parameters']:,} parameters",
     ]
+    if metrics.get("stopped_early"):
+        lines.append(f"stopped early (train.patience) after {epochs} of "
+                     f"{metrics.get('epochs_planned')} epochs")
+    best = _best_line(metrics)
+    if best:
+        lines.append(best)
+    lines.append("test: " + ", ".join(scores))
     if accuracy is not None:
         lines.append(f"test accuracy {100 * accuracy:.1f} %")
     lines.append(f"run folder: {folder} (config.yaml, checkpoints/, metrics.json, "
                  "metrics.csv, figures)")
+    return "\n".join(lines)
+
+
+def complete_message(folder: object, metrics: dict) -> str:
+    """What ``--resume`` prints for a run that is already finished (nothing changed)."""
+    from .callbacks import resume_command
+
+    epochs = metrics.get("epochs_run")
+    scores = [f"{key} {value:.4f}" for key, value in metrics.items()
+              if key.startswith("test_") and isinstance(value, float)]
+    lines = [f"the run in {folder} is already complete: {epochs} epochs trained and tested "
+             "(metrics.json and the figures are unchanged)"]
+    best = _best_line(metrics)
+    if best:
+        lines.append(best)
+    if scores:
+        lines.append("test: " + ", ".join(scores))
+    lines.append(f"to train it longer: {resume_command(folder)} --set train.epochs=N "
+                 f"(N > {epochs})")
     return "\n".join(lines)
 
 
@@ -112,7 +172,7 @@ def run_experiments(args: argparse.Namespace) -> int:
                              subsequent_indent=" " * (width + 4))
         print(f"  {name:<{width}}  {text}{marker}")
         print(f"  {'':<{width}}  task: {experiment.task}, data set: "
-              f"{experiment.dataset.__name__}, model: {experiment.model['name']}")
+              f"{experiment.dataset_name}, model: {experiment.model['name']}")
     return 0
 
 

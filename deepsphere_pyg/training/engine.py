@@ -7,9 +7,18 @@
     checkpoints/best.ckpt   best validation epoch (train.monitor), used for the test
     metrics.csv             one row per epoch (losses, scores, learning rate, time)
     history.json            the same rows as JSON
-    metrics.json            final test metrics, best epoch, timings, the history
+    metrics.json            final test metrics, best epoch, timings, the history (every
+                            epoch of the run, also those after the best one)
     *.png                   example inputs, learning curves, confusion matrix or
                             prediction map
+
+Resuming (:func:`resume_config`, ``train(..., resume=True)``) continues from
+``last.ckpt`` with the folder's own ``config.yaml``; only the keys of
+:data:`~deepsphere_pyg.training.config.RESUME_MUTABLE` may change. A larger
+``train.epochs`` extends the run, its learning-rate schedule rebuilt over the new total
+(:func:`~deepsphere_pyg.training.task.fit_schedule`). A run stopped before its first
+epoch ended (no checkpoint yet) starts again at epoch 0; a finished run is reported as
+complete and left unchanged.
 
 The same function runs unchanged under ``torchrun``: it reads ``WORLD_SIZE``,
 ``LOCAL_WORLD_SIZE`` and ``RANK`` and asks Lightning for DDP over all processes (gloo on
@@ -25,7 +34,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,9 +51,14 @@ from ..data.transforms import Normalize
 from ..io import write_text_atomic
 from ..precompute.sharding import ProcessLayout, read_environment
 from . import config as configuration
-from .callbacks import BatchNormRecalibration, EpochRecord, RandomState
+from .callbacks import (
+    BatchNormRecalibration,
+    EpochRecord,
+    RandomState,
+    ResumeHint,
+    resume_command,
+)
 from .experiments import (
-    DEFAULT_EXPERIMENT,
     GRAPH_DEFAULTS,
     TASKS,
     Experiment,
@@ -53,7 +67,8 @@ from .experiments import (
     dataset_arguments,
     get_experiment,
 )
-from .task import SphereTask
+from .resolution import check_config, resolve_config, resume_config
+from .task import SphereTask, scheduled_lr
 
 #: Samples of the training split used to fit the input normalisation.
 NORMALIZATION_SAMPLES = 256
@@ -61,90 +76,16 @@ NORMALIZATION_SAMPLES = 256
 
 @dataclass
 class RunResult:
-    """What a finished run returns (also written to ``metrics.json``)."""
+    """What a finished run returns (also written to ``metrics.json``).
+
+    ``already_complete`` is true when ``train(..., resume=True)`` found the run finished
+    (nothing trained or written; ``metrics`` are those of its ``metrics.json``).
+    """
 
     folder: Path
     config: dict[str, Any]
     metrics: dict[str, Any]
-
-
-def resolve_config(experiment: str | None = None, config_files: Sequence[str] = (),
-                   overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """The configuration of a run: the experiment's defaults, then the YAML files, then
-    the ``KEY=VALUE`` overrides.
-
-    The experiment is ``experiment`` if given, else the ``experiment`` key of the last
-    file naming one, else :data:`DEFAULT_EXPERIMENT`.
-
-    Raises:
-        ValueError: unknown experiment, unknown keys, bad values (see
-            :func:`check_config`); a file or override that names another experiment.
-        FileNotFoundError: a missing ``--config`` file.
-    """
-    files = [configuration.load_yaml(path) for path in config_files]
-    named = [content["experiment"] for content in files if "experiment" in content]
-    name = experiment or (named[-1] if named else DEFAULT_EXPERIMENT)
-    resolved = configuration.resolve(get_experiment(name).defaults(), files, overrides)
-    if resolved["experiment"] != name:
-        raise ValueError(f"the configuration names experiment {resolved['experiment']!r} "
-                         f"but the run is {name!r}: choose it with --experiment")
-    check_config(resolved)
-    return resolved
-
-
-def _positive_int(value: Any, key: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{key} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def check_config(config: Mapping[str, Any]) -> None:
-    """Check the engine's own keys (the data set and model check theirs when built).
-
-    Raises:
-        ValueError: naming the key, the bad value and what is expected.
-    """
-    train = config["train"]
-    _positive_int(config["seed"], "seed", 0)
-    for key in ("epochs", "batch_size", "eval_batch_size"):
-        _positive_int(train[key], f"train.{key}")
-    _positive_int(train["num_workers"], "train.num_workers", 0)
-    _positive_int(train["recalibrate_bn"], "train.recalibrate_bn", 0)
-    for key in ("lr", "weight_decay"):
-        value = train[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (
-                key == "lr" and value == 0):
-            raise ValueError(f"train.{key} must be a number {'> 0' if key == 'lr' else '>= 0'}"
-                             f", got {value!r}")
-    if train["patience"] is not None:
-        _positive_int(train["patience"], "train.patience")
-    if train["threads"] is not None:
-        _positive_int(train["threads"], "train.threads")
-    if train["gradient_clip"] is not None and (
-            not isinstance(train["gradient_clip"], (int, float)) or train["gradient_clip"] <= 0):
-        raise ValueError(f"train.gradient_clip must be null or a number > 0, got "
-                         f"{train['gradient_clip']!r}")
-    if train["accelerator"] not in ("auto", "cpu", "gpu", "cuda"):
-        raise ValueError(f"train.accelerator must be 'auto', 'cpu' or 'gpu', got "
-                         f"{train['accelerator']!r}")
-    task = get_experiment(config["experiment"]).task
-    metrics = ["val_loss"] + (["val_mse", "val_r2"] if task == "regression"
-                              else ["val_accuracy"])
-    if train["monitor"] not in metrics:
-        raise ValueError(f"train.monitor must be one of {metrics} for a {task} task, got "
-                         f"{train['monitor']!r}")
-    data = config["data"]
-    for key in ("train_samples", "val_samples", "test_samples"):
-        if data[key] is not None:
-            _positive_int(data[key], f"data.{key}")
-    if not isinstance(data["normalization"], Mapping):
-        raise ValueError("data.normalization must be a mapping {mean: [...], std: [...]} "
-                         f"or empty, got {data['normalization']!r}")
-    graph = config["graph"]
-    _positive_int(graph["levels"], "graph.levels")
-    ks = graph["k"] if isinstance(graph["k"], list) else [graph["k"]]
-    for index, k in enumerate(ks):
-        _positive_int(k, "graph.k" if len(ks) == 1 else f"graph.k[{index}]")
+    already_complete: bool = False
 
 
 def build_datasets(config: Mapping[str, Any], transform: Any = None
@@ -306,6 +247,7 @@ def make_trainer(config: Mapping[str, Any], folder: Path, layout: ProcessLayout,
                         enable_version_counter=False),
         RandomState(),
         record,
+        ResumeHint(folder),
     ]
     if train["patience"] is not None:
         every.append(EarlyStopping(monitor=train["monitor"], mode=mode,
@@ -339,31 +281,63 @@ def default_folder(experiment: str) -> Path:
     return Path("runs") / f"{experiment}-{stamp}"
 
 
-def check_resume(folder: Path, config: Mapping[str, Any]) -> tuple[Path, dict[str, Any]]:
+def check_resume(folder: Path, config: Mapping[str, Any]
+                 ) -> tuple[Path | None, dict[str, Any]]:
     """The checkpoint to resume and the configuration it was trained with.
 
-    The run folder's ``config.yaml`` is the base; settings changed since (other than
+    The run's stored configuration (``checkpoints/last.ckpt``'s, or the folder's
+    ``config.yaml`` when the run stopped before its first epoch ended) is the base;
+    settings changed since (other than
     :data:`~deepsphere_pyg.training.config.RESUME_MUTABLE`) are refused.
 
+    Returns:
+        ``(last.ckpt, config)``, or ``(None, config)`` for a run without a checkpoint
+        (it starts again at epoch 0).
+
     Raises:
-        FileNotFoundError: no ``checkpoints/last.ckpt`` in ``folder``.
-        ValueError: the checkpoint was trained with another configuration (the differing
-            keys are listed).
+        FileNotFoundError: neither ``checkpoints/last.ckpt`` nor ``config.yaml`` in
+            ``folder``.
+        ValueError: the run was trained with another configuration (the differing keys
+            are listed).
     """
     last = folder / "checkpoints" / "last.ckpt"
-    if not last.is_file():
-        raise FileNotFoundError(f"--resume: no checkpoint {str(last)!r}; start the run "
-                                f"without --resume")
-    stored = read_checkpoint_config(last)
+    saved = folder / "config.yaml"
+    if last.is_file():
+        stored, source = read_checkpoint_config(last), f"{last} was trained"
+    elif saved.is_file():
+        stored = configuration.migrate(configuration.load_yaml(saved), source=str(saved))
+        source = f"{saved} (a run stopped before its first epoch ended) was written"
+    else:
+        raise FileNotFoundError(f"--resume: no checkpoint {str(last)!r} (nor config.yaml); "
+                                "start the run without --resume")
     mine = dict(config)
     if not mine["data"].get("normalization") and stored["data"].get("normalization"):
         mine = {**mine, "data": {**mine["data"],
                                  "normalization": stored["data"]["normalization"]}}
     changed = configuration.differences(stored, mine)
     if changed:
-        raise ValueError(f"--resume: {last} was trained with another configuration; "
-                         f"differences (checkpoint != now): {'; '.join(changed)}")
-    return last, mine
+        raise ValueError(f"--resume: {source} with another configuration; differences "
+                         f"(run != now): {'; '.join(changed)}")
+    return (last if last.is_file() else None), mine
+
+
+def _load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint's content (``weights_only=True``, on the CPU).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not loadable with ``weights_only=True``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - unpickling errors have many types
+        raise ValueError(f"{path} is not a loadable checkpoint ({error})") from error
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"{path} is not a training checkpoint (a {type(checkpoint).__name__})")
+    return checkpoint
 
 
 def read_checkpoint_config(path: str | os.PathLike) -> dict[str, Any]:
@@ -374,14 +348,8 @@ def read_checkpoint_config(path: str | os.PathLike) -> dict[str, Any]:
         ValueError: not a checkpoint of this library (or not loadable with
             ``weights_only=True``).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - unpickling errors have many types
-        raise ValueError(f"{path} is not a loadable checkpoint ({error})") from error
-    if not isinstance(checkpoint, dict) or "deepsphere_pyg" not in checkpoint:
+    checkpoint = _load_checkpoint(path)
+    if "deepsphere_pyg" not in checkpoint:
         raise ValueError(f"{path} is not a deepsphere_pyg training checkpoint (no "
                          "'deepsphere_pyg' entry)")
     config = dict(checkpoint["deepsphere_pyg"]["config"])
@@ -391,16 +359,81 @@ def read_checkpoint_config(path: str | os.PathLike) -> dict[str, Any]:
     return config
 
 
+def checkpoint_epoch(path: str | os.PathLike) -> int:
+    """The epoch (0-based) at whose end a checkpoint of the engine was written: the best
+    epoch for ``best.ckpt``; ``last.ckpt`` holds ``checkpoint_epoch + 1`` finished epochs.
+
+    Raises:
+        FileNotFoundError / ValueError: as :func:`read_checkpoint_config`.
+    """
+    checkpoint = _load_checkpoint(path)
+    if "epoch" not in checkpoint:
+        raise ValueError(f"{path} is not a Lightning training checkpoint (no 'epoch')")
+    return int(checkpoint["epoch"])
+
+
+def finished_metrics(folder: Path, epochs_done: int, epochs: int) -> dict[str, Any] | None:
+    """The ``metrics.json`` of a run that needs no more training, else ``None``.
+
+    A run is finished when ``metrics.json`` describes the ``epochs_done`` epochs of its
+    last checkpoint (the test ran after the latest epoch) and ``epochs`` asks for no more
+    (or the run stopped early and ``epochs`` is not above the number it had planned).
+    """
+    path = folder / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(metrics, dict) or metrics.get("epochs_run") != epochs_done:
+        return None
+    if epochs <= epochs_done or (metrics.get("stopped_early")
+                                 and epochs <= int(metrics.get("epochs_planned") or 0)):
+        return metrics
+    return None
+
+
+def resume_note(folder: Path, epochs_done: int, before: Mapping[str, Any] | None,
+                train: Mapping[str, Any]) -> str:
+    """What a resumed run does: where it continues and, when ``train.epochs`` changed
+    since the checkpoint (``before``: its ``train`` section), the schedule it follows."""
+    epochs = int(train["epochs"])
+    if before is None:
+        return (f"resume: no epoch of {folder} had finished (no checkpoint); starting again "
+                f"at epoch 0 with its config.yaml")
+    if epochs_done >= epochs:
+        return (f"resume: {folder} has trained its {epochs_done} epochs; testing "
+                "checkpoints/best.ckpt")
+    note = f"resume: continuing {folder} at epoch {epochs_done} of {epochs}"
+    old = int(before["epochs"])
+    if old == epochs:
+        return note
+    schedule = train.get("scheduler", "cosine")
+    rate = scheduled_lr(train, epochs_done)
+    if schedule in ("cosine", "step"):
+        how = (f"the {schedule} learning-rate schedule is rebuilt over {epochs} epochs: "
+               f"epoch {epochs_done} trains at lr {rate:.3g}, as in a run planned for "
+               f"{epochs} epochs")
+    elif schedule == "plateau":
+        how = "the plateau schedule continues from the checkpoint's learning rate"
+    else:
+        how = f"the learning rate stays {rate:.3g}"
+    return f"{note} (train.epochs {old} -> {epochs}; {how})"
+
+
 def train(config: dict[str, Any], folder: str | os.PathLike | None = None, *,
           resume: bool = False, callbacks: Iterable[pl.Callback] = (),
           figures: bool = True) -> RunResult:
     """Train, validate and test one configuration; write the run folder.
 
     Args:
-        config: a resolved configuration (:func:`resolve_config`).
+        config: a resolved configuration (:func:`resolve_config`, or
+            :func:`resume_config` to resume).
         folder: run folder (default :func:`default_folder`). It must not hold a run
             unless ``resume``.
-        resume: continue from ``folder/checkpoints/last.ckpt`` (same configuration).
+        resume: continue from ``folder/checkpoints/last.ckpt`` (same configuration but
+            for :data:`~deepsphere_pyg.training.config.RESUME_MUTABLE`); start again at
+            epoch 0 when the run stopped before its first checkpoint; return the stored
+            metrics (``already_complete``) when the run is finished.
         callbacks: extra Lightning callbacks.
         figures: write the PNG figures (needs matplotlib).
 
@@ -410,13 +443,29 @@ def train(config: dict[str, Any], folder: str | os.PathLike | None = None, *,
 
     Raises:
         ValueError / FileNotFoundError: bad configuration, an occupied folder without
-            ``resume``, a checkpoint of another configuration.
+            ``resume``, a checkpoint of another configuration, fewer ``train.epochs``
+            than a resumed run has trained.
     """
     layout = read_environment()
     folder = Path(folder) if folder is not None else default_folder(config["experiment"])
     checkpoint_path = None
+    epochs_done = 0
     if resume:
         checkpoint_path, config = check_resume(folder, config)
+        epochs = int(config["train"]["epochs"])
+        if checkpoint_path is not None:
+            epochs_done = checkpoint_epoch(checkpoint_path) + 1
+        finished = finished_metrics(folder, epochs_done, epochs)
+        if finished is not None:
+            return RunResult(folder, config, finished, already_complete=True)
+        if epochs < epochs_done:
+            raise ValueError(f"--resume: the run in {str(folder)!r} has trained "
+                             f"{epochs_done} epochs; train.epochs={epochs} is fewer: set "
+                             f"train.epochs >= {epochs_done} (or leave it out)")
+        before = (read_checkpoint_config(checkpoint_path)["train"]
+                  if checkpoint_path is not None else None)
+        if layout.rank == 0:
+            print(resume_note(folder, epochs_done, before, config["train"]), flush=True)
     elif (folder / "checkpoints" / "last.ckpt").exists() or (folder / "metrics.json").exists():
         raise ValueError(f"--output {str(folder)!r} already holds a run: pass --resume to "
                          "continue it, or choose another --output")
@@ -435,6 +484,8 @@ def train(config: dict[str, Any], folder: str | os.PathLike | None = None, *,
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")
+        if resume:  # the run's own checkpoints, replaced as it continues
+            warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
         trainer.fit(task, loaders["train"], loaders["val"], ckpt_path=checkpoint_path,
                     weights_only=True)
         train_seconds = time.perf_counter() - start
@@ -444,18 +495,24 @@ def train(config: dict[str, Any], folder: str | os.PathLike | None = None, *,
                               weights_only=True, verbose=False)
     metrics = {key: float(value) for key, value in (tested[0] if tested else {}).items()}
     confusion = task.test_confusion_matrix()
+    history = [dict(row) for row in record.rows]
     result = {
         "experiment": config["experiment"],
         "task": experiment.task,
         **metrics,
         "best_checkpoint": os.path.relpath(best, folder) if best else None,
+        "best_epoch": checkpoint_epoch(best) if best else None,
+        "monitor": config["train"]["monitor"],
         "best_score": _best_score(trainer),
-        "epochs_run": len(record.rows),
+        "epochs_run": len(history),
+        "epochs_planned": int(config["train"]["epochs"]),
+        "stopped_early": len(history) < int(config["train"]["epochs"]),
+        "resumed_at_epoch": epochs_done if resume else None,
         "train_seconds": round(train_seconds, 2),
         "world_size": layout.world_size,
         "parameters": int(sum(p.numel() for p in task.model.parameters())),
         "confusion_matrix": None if confusion is None else confusion.cpu().tolist(),
-        "history": record.rows,
+        "history": history,
     }
     if layout.rank == 0:
         write_text_atomic(folder / "metrics.json", json.dumps(result, indent=1) + "\n")
@@ -487,4 +544,5 @@ def _best_score(trainer: pl.Trainer) -> float | None:
     return None if score is None else float(score)
 
 
-__all__ = ["RunResult", "TASKS", "check_config", "resolve_config", "train"]
+__all__ = ["RunResult", "TASKS", "check_config", "resolve_config", "resume_command",
+           "resume_config", "train"]

@@ -12,35 +12,111 @@ Tasks:
 - ``"segmentation"``: one class per node (``y_node``, valid where ``node_mask``).
 - ``"regression"``: real targets per node (``y_node [N, T]``), mean squared error and
   :math:`R^2`.
+
+Data set and model classes are named here (``"package.module:Class"``) and imported when
+first needed (building an experiment's full configuration, or running it): listing the
+experiments and checking the training options of a configuration import neither torch nor
+PyTorch Geometric.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
-
-from ..data import (
-    CMBMaps,
-    CosmologyMaps,
-    SegmentationMaps,
-    SphericalDigits,
-    StationsField,
-    SyntheticSphereDataset,
-)
-from ..graphs import SphereHierarchy
-from ..models import DeepSphere, SphericalUNet
 from .config import Config
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..data import SyntheticSphereDataset
+    from ..graphs import SphereHierarchy
 
 #: Task names and whether their targets are per node.
 TASKS = {"classification": False, "segmentation": True, "regression": True}
 
-#: Models an experiment may name in ``model.name``.
-MODELS: dict[str, type[nn.Module]] = {"deepsphere": DeepSphere, "unet": SphericalUNet}
+
+def _split_reference(reference: str) -> tuple[str, str]:
+    """``"package.module:Class"`` -> ``("package.module", "Class")``.
+
+    Raises:
+        ValueError: ``reference`` is not of that form.
+    """
+    module, sep, name = reference.partition(":")
+    if not sep or not module or not name:
+        raise ValueError(f"a class reference must read 'package.module:Class', got "
+                         f"{reference!r}")
+    return module, name
+
+
+def import_class(reference: str) -> type:
+    """The class named by ``reference``, ``"package.module:Class"`` (imported).
+
+    Raises:
+        ValueError: ``reference`` is not of that form.
+        ImportError: no such module, or no such class in it.
+    """
+    module, name = _split_reference(reference)
+    try:
+        return getattr(importlib.import_module(module), name)
+    except AttributeError as error:
+        raise ImportError(f"module {module!r} has no class {name!r}") from error
+
+
+def class_name(reference: type | str) -> str:
+    """The name of a class or of a class reference (``"package.module:Class"``), without
+    importing it."""
+    return reference.rpartition(":")[2] if isinstance(reference, str) else reference.__name__
+
+
+class ClassRegistry(MutableMapping[str, type]):
+    """A mapping name -> class whose classes may be given by reference
+    (``"package.module:Class"``, :func:`import_class`), imported when first looked up;
+    names, membership and :meth:`name_of` need no import."""
+
+    def __init__(self, classes: Mapping[str, type | str] = ()) -> None:
+        self._classes: dict[str, type | str] = dict(classes)
+
+    def __getitem__(self, name: str) -> type:
+        value = self._classes[name]
+        if isinstance(value, str):
+            value = self._classes[name] = import_class(value)
+        return value
+
+    def __setitem__(self, name: str, value: type | str) -> None:
+        if isinstance(value, str):
+            _split_reference(value)
+        self._classes[name] = value
+
+    def __delitem__(self, name: str) -> None:
+        del self._classes[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._classes
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._classes)
+
+    def __len__(self) -> int:
+        return len(self._classes)
+
+    def name_of(self, name: str) -> str:
+        """The class name registered under ``name``, without importing it."""
+        return class_name(self._classes[name])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._classes!r})"
+
+
+#: Models an experiment may name in ``model.name`` (``MODELS[name]`` imports the class).
+MODELS: ClassRegistry = ClassRegistry({
+    "deepsphere": "deepsphere_pyg.models:DeepSphere",
+    "unet": "deepsphere_pyg.models:SphericalUNet",
+})
 
 #: Keys of ``data`` read by the engine, not passed to the data set.
 DATA_ENGINE_KEYS = ("train_samples", "val_samples", "test_samples", "cache", "normalize",
@@ -84,6 +160,35 @@ TRAIN_DEFAULTS: Config = {
 }
 
 
+class _ClassField:
+    """A dataclass field holding a class, set to the class or to a class reference
+    (``"package.module:Class"``) and read as the class, imported on first read."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._slot = f"_{name}_value"
+
+    def __get__(self, instance: Any, owner: type | None = None) -> type:
+        if instance is None:
+            # Class access: the field has no default value (dataclasses' convention).
+            raise AttributeError(self._slot)
+        value = instance.__dict__[self._slot]
+        if isinstance(value, str):
+            value = instance.__dict__[self._slot] = import_class(value)
+        return value
+
+    def __set__(self, instance: Any, value: type | str) -> None:
+        if isinstance(value, str):
+            _split_reference(value)
+        elif not isinstance(value, type):
+            raise TypeError(f"expected a class or a 'package.module:Class' reference, got "
+                            f"{value!r}")
+        instance.__dict__[self._slot] = value
+
+    def reference(self, instance: Any) -> type | str:
+        """The value as set: the class, or its reference if not imported yet."""
+        return instance.__dict__[self._slot]
+
+
 @dataclass(frozen=True)
 class Experiment:
     """A named task: data set, model, training defaults.
@@ -91,7 +196,8 @@ class Experiment:
     Attributes:
         name: command-line name.
         description: one line for ``deepsphere-pyg experiments``.
-        dataset: the data set class (a :class:`SyntheticSphereDataset`).
+        dataset: the data set class (a :class:`SyntheticSphereDataset`); it may be given
+            as a reference ``"package.module:Class"``, imported when first read.
         task: a key of :data:`TASKS`.
         data: the data set's arguments chosen by the experiment (others keep the class
             defaults), and engine keys (:data:`DATA_ENGINE_KEYS`).
@@ -104,7 +210,7 @@ class Experiment:
 
     name: str
     description: str
-    dataset: type[SyntheticSphereDataset]
+    dataset: type[SyntheticSphereDataset] = _ClassField()  # type: ignore[assignment]
     task: str
     data: Mapping[str, Any]
     model: Mapping[str, Any]
@@ -114,22 +220,37 @@ class Experiment:
 
     def defaults(self) -> Config:
         """The full configuration: every data set, graph and model argument, engine
-        defaults."""
+        defaults (imports the data set and the model)."""
+        return self._configuration(keyword_defaults(self.dataset.__init__),
+                                   keyword_defaults(MODELS[self.model["name"]].__init__))
+
+    def outline(self) -> Config:
+        """The part of :meth:`defaults` known without importing the data set and the model:
+        every key but their own arguments (those that the experiment sets are kept, with
+        the same values)."""
+        return self._configuration({}, {})
+
+    def _configuration(self, data_arguments: Mapping[str, Any],
+                       model_arguments: Mapping[str, Any]) -> Config:
         data = {"train_samples": None, "val_samples": None, "test_samples": None,
                 "cache": True, "normalize": False, "normalization": {},
                 "test_overrides": {}}
-        data.update(keyword_defaults(self.dataset.__init__))
+        data.update(data_arguments)
         data.update(copy.deepcopy(dict(self.data)))
-        model_class = MODELS[self.model["name"]]
         graph = copy.deepcopy(GRAPH_DEFAULTS)
         graph.update(copy.deepcopy(dict(self.graph)))
         model = {"name": self.model["name"]}
-        model.update(keyword_defaults(model_class.__init__))
+        model.update(model_arguments)
         model.update(copy.deepcopy(dict(self.model)))
         train = copy.deepcopy(TRAIN_DEFAULTS)
         train.update(copy.deepcopy(dict(self.train)))
         return {"experiment": self.name, "seed": 0, "data": data, "graph": graph,
                 "model": model, "train": train}
+
+    @property
+    def dataset_name(self) -> str:
+        """The name of the data set class, without importing it."""
+        return class_name(Experiment.__dict__["dataset"].reference(self))
 
     def names_of_classes(self, data: Mapping[str, Any]) -> tuple[str, ...]:
         names = self.class_names
@@ -178,7 +299,7 @@ register(Experiment(
     name="digits",
     description="spherical digits (sklearn 8x8 digits on a HEALPix nside-16 sphere), "
                 "10 classes, DeepSphere with a fully connected head",
-    dataset=SphericalDigits, task="classification",
+    dataset="deepsphere_pyg.data:SphericalDigits", task="classification",
     data={"nside": 16, "rotate": False},
     graph={"levels": 3},
     model={"name": "deepsphere", "channels": [16, 32, 64], "K": 5,
@@ -191,7 +312,7 @@ register(Experiment(
     name="digits-rotated",
     description="spherical digits under Haar-random rotations (train and test), "
                 "rotation-invariant DeepSphere (statistic head)",
-    dataset=SphericalDigits, task="classification",
+    dataset="deepsphere_pyg.data:SphericalDigits", task="classification",
     data={"nside": 16, "rotate": True},
     graph={"levels": 3},
     model={"name": "deepsphere", "channels": [32, 64, 128], "K": 5,
@@ -205,7 +326,7 @@ register(Experiment(
     description="two-cosmology weak-lensing convergence maps (spectra matched over "
                 "l = 100-1500), nside 512 order-4 patches of 16384 pixels (the DeepSphere "
                 "v1 task at half its resolution), noise 0.5, DeepSphere statistic head",
-    dataset=CosmologyMaps, task="classification",
+    dataset="deepsphere_pyg.data:CosmologyMaps", task="classification",
     data={"nside": 512, "order": 4, "noise": 0.5, "normalize": True},
     graph={"levels": 5},
     model={"name": "deepsphere", "channels": [16, 32, 64, 64, 64],
@@ -219,7 +340,7 @@ register(Experiment(
     description="Gaussian vs power-modulated CMB temperature maps (same spectrum, "
                 "one-point statistics near chance), full sky HEALPix nside 32, DeepSphere "
                 "statistic head",
-    dataset=CMBMaps, task="classification",
+    dataset="deepsphere_pyg.data:CMBMaps", task="classification",
     data={"nside": 32, "normalize": True},
     # Mean pooling keeps the local small-scale power (the class signal) as a local average.
     graph={"levels": 3},
@@ -233,7 +354,7 @@ register(Experiment(
     name="segmentation",
     description="per-pixel labels of the extreme regions of a smooth random field "
                 "(HEALPix nside 32, 3 classes), spherical U-Net",
-    dataset=SegmentationMaps, task="segmentation",
+    dataset="deepsphere_pyg.data:SegmentationMaps", task="segmentation",
     data={"nside": 32, "num_classes": 3},
     graph={"levels": 3},
     model={"name": "unet", "channels": [16, 32, 64], "K": 3},
@@ -245,7 +366,7 @@ register(Experiment(
     name="stations",
     description="forecast a field advected over the world's cities (a non-HEALPix point "
                 "graph, one step ahead from 4 past steps), spherical U-Net regression",
-    dataset=StationsField, task="regression",
+    dataset="deepsphere_pyg.data:StationsField", task="regression",
     data={"normalize": True},
     graph={"levels": 3},
     model={"name": "unet", "channels": [16, 32, 64], "K": 3},

@@ -29,7 +29,8 @@ def write_run_figures(folder: Path, config: Mapping[str, Any], experiment: Exper
     written = [folder / "examples.png", folder / "learning_curves.png"]
     plots.plot_maps([_last_channel(sample) for sample in samples], graph, written[0],
                     titles=[_label(sample, experiment, names) for sample in samples])
-    plots.plot_learning_curves(result["history"], written[1])
+    plots.plot_learning_curves(result["history"], written[1],
+                               best_epoch=result.get("best_epoch"))
 
     if experiment.task != "classification":
         sample = samples[0]

@@ -16,6 +16,7 @@ segmentation), ``{split}_mse`` and ``{split}_r2`` (regression), ``lr``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +31,67 @@ from .config import fingerprint
 from .experiments import TASKS
 
 SPLIT_NAMES = ("train", "val", "test")
+
+#: Factor of the ``"step"`` schedule, applied every ``max(epochs // 3, 1)`` epochs.
+STEP_GAMMA = 0.1
+
+
+def scheduled_lr(train: Mapping[str, Any], epoch: int, base: float | None = None
+                 ) -> float | None:
+    """The learning rate that epoch ``epoch`` (0-based) trains with under the schedule of
+    ``train`` (``scheduler``, ``epochs``, ``lr``; ``base`` replaces ``lr``).
+
+    ``"cosine"`` falls from ``lr`` to 0 over ``epochs`` epochs, ``"step"`` multiplies it
+    by :data:`STEP_GAMMA` every ``max(epochs // 3, 1)`` epochs, ``"none"`` keeps it.
+    ``None`` for ``"plateau"``, whose rate depends on the validation losses.
+    """
+    lr = float(train.get("lr", 1e-3) if base is None else base)
+    schedule = train.get("scheduler", "cosine")
+    epochs = max(int(train.get("epochs", 1)), 1)
+    if schedule in (None, "none", "constant"):
+        return lr
+    if schedule == "cosine":
+        return lr * (1 + math.cos(math.pi * epoch / epochs)) / 2
+    if schedule == "step":
+        return lr * STEP_GAMMA ** (epoch // max(epochs // 3, 1))
+    return None
+
+
+def fit_schedule(scheduler: Any, train: Mapping[str, Any]) -> bool:
+    """Make a restored epoch schedule follow ``train["epochs"]``.
+
+    A checkpoint's cosine (or step) schedule was built for the number of epochs the run
+    had planned. When a resumed run asks for another number, the schedule is rebuilt
+    over the new total: the rate of every following epoch is the one a run planned for
+    that many epochs from the start would use (:func:`scheduled_lr`; a finished cosine
+    run extended from 2 to 3 epochs trains epoch 2 at a quarter of ``lr``, not at 0).
+    Other schedulers are left as they are.
+
+    Returns:
+        whether the schedule was changed.
+    """
+    epochs = max(int(train.get("epochs", 1)), 1)
+    if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+        if scheduler.T_max == epochs:
+            return False
+        scheduler.T_max = epochs
+        rates = [scheduler.eta_min + (base - scheduler.eta_min)
+                 * (1 + math.cos(math.pi * scheduler.last_epoch / epochs)) / 2
+                 for base in scheduler.base_lrs]
+    elif isinstance(scheduler, torch.optim.lr_scheduler.StepLR):
+        step = max(epochs // 3, 1)
+        if scheduler.step_size == step:
+            return False
+        scheduler.step_size = step
+        rates = [base * scheduler.gamma ** (scheduler.last_epoch // step)
+                 for base in scheduler.base_lrs]
+    else:
+        return False
+    # The schedulers update the rate from the current one: set it where the new schedule
+    # stands, and the following steps continue it.
+    for group, rate in zip(scheduler.optimizer.param_groups, rates, strict=True):
+        group["lr"] = rate
+    return True
 
 
 class SphereTask(pl.LightningModule):
@@ -179,7 +241,7 @@ class SphereTask(pl.LightningModule):
         elif schedule == "step":
             scheduler = torch.optim.lr_scheduler.StepLR(optimizer,
                                                         step_size=max(epochs // 3, 1),
-                                                        gamma=0.1)
+                                                        gamma=STEP_GAMMA)
         elif schedule == "plateau":
             scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5,
                                                                    patience=2)
@@ -190,6 +252,15 @@ class SphereTask(pl.LightningModule):
                              f"'none', got {schedule!r}")
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler,
                                                          "interval": "epoch"}}
+
+    def on_train_start(self) -> None:
+        """After a resume (schedulers restored from the checkpoint): rebuild the schedule
+        over ``train.epochs`` when the run now asks for another number of epochs
+        (:func:`fit_schedule`)."""
+        schedulers = self.lr_schedulers()
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
+            if scheduler is not None:
+                fit_schedule(scheduler, self.train_config)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["deepsphere_pyg"] = {"config": self.config,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
+from deepsphere_pyg.training import EXPERIMENTS, resolve_config
 from deepsphere_pyg.training import config as cfg
-from deepsphere_pyg.training import resolve_config
 
 
 def test_override_values_are_read_as_yaml() -> None:
@@ -119,3 +121,43 @@ def test_moved_graph_keys_still_read_with_a_warning(tmp_path) -> None:
     assert config["graph"]["k"] == 20 and config["model"]["K"] == 3
     with pytest.raises(ValueError, match="keep only 'graph.levels'"):
         cfg.migrate({"model": {"hierarchy_levels": 2}, "graph": {"levels": 3}}, source="test")
+
+
+# ------------------------------------------- checks before the data set and model imports
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+def test_outline_is_part_of_the_defaults(name: str) -> None:
+    experiment = EXPERIMENTS[name]
+    outline, defaults = cfg.flatten(experiment.outline()), cfg.flatten(experiment.defaults())
+    assert outline.items() <= defaults.items()
+    assert {key for key in defaults if not key.startswith(("data.", "model."))} <= set(outline)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    # The first error is the one of the full resolution, also after a key that only the
+    # data set's or model's signature can check.
+    (["model.kk=3", "train.epochs=abc"], r"unknown key 'model\.kk'"),
+    (["data.nosuch=1", "nosuch.x=1"], r"unknown key 'data\.nosuch'"),
+    (["nosuch.x=1", "model.kk=3"], r"unknown key 'nosuch'"),
+    (["model.K=3", "train.epochs=abc"], "train.epochs must be an integer"),
+    (["train.epochs=abc", "model.kk=3"], r"unknown key 'model\.kk'"),
+])
+def test_early_checks_report_the_first_error(overrides: list[str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        resolve_config("digits", overrides=overrides)
+
+
+def test_early_checks_follow_the_files(tmp_path) -> None:
+    first = tmp_path / "a.yaml"
+    first.write_text("model:\n  kk: 4\ntrain:\n  epochs: 0\n")
+    with pytest.raises(ValueError, match=r"unknown key 'model\.kk'"):
+        resolve_config("digits", [str(first)])
+    first.write_text("model:\n  K: 4\ntrain:\n  epochs: 0\n")
+    with pytest.raises(ValueError, match="train.epochs must be an integer >= 1"):
+        resolve_config("digits", [str(first)])
+
+
+def test_moved_keys_warn_once() -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resolve_config("digits", overrides=["model.hierarchy_levels=2"])
+    assert [str(warning.message).count("is now 'graph.levels'") for warning in caught] == [1]

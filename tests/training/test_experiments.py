@@ -87,3 +87,34 @@ def test_graph_kernel_reaches_the_hierarchy() -> None:
     assert default[0].kernel == "v2" and v1[0].kernel == "v1" and v1[0].edges == "neighbours"
     assert width[0].kernel_width == 0.01
     assert default.num_nodes == v1.num_nodes == [768, 192]
+
+
+def test_data_sets_and_models_by_reference() -> None:
+    from deepsphere_pyg.data import SphericalDigits
+    from deepsphere_pyg.models import DeepSphere
+    from deepsphere_pyg.training.experiments import ClassRegistry, Experiment
+
+    by_name = Experiment("by-name", "a test", "deepsphere_pyg.data:SphericalDigits",
+                         "classification", data={}, model={"name": "deepsphere"})
+    by_class = Experiment("by-class", "a test", SphericalDigits, "classification",
+                          data={}, model={"name": "deepsphere"})
+    assert by_name.dataset_name == by_class.dataset_name == "SphericalDigits"
+    assert by_name.dataset is by_class.dataset is SphericalDigits
+    assert by_name.defaults()["data"] == by_class.defaults()["data"]
+    with pytest.raises(ValueError, match="package.module:Class"):
+        Experiment("bad", "a test", "deepsphere_pyg.data.SphericalDigits", "classification",
+                   data={}, model={"name": "deepsphere"})
+    with pytest.raises(TypeError, match="expected a class"):
+        Experiment("bad", "a test", 3, "classification", data={}, model={"name": "deepsphere"})
+    missing = Experiment("missing", "a test", "deepsphere_pyg.data:Nothing", "classification",
+                         data={}, model={"name": "deepsphere"})
+    assert missing.dataset_name == "Nothing"
+    with pytest.raises(ImportError, match="no class 'Nothing'"):
+        missing.defaults()
+
+    registry = ClassRegistry({"a": "deepsphere_pyg.models:DeepSphere"})
+    assert "a" in registry and "b" not in registry and list(registry) == ["a"]
+    assert registry.name_of("a") == "DeepSphere" and registry["a"] is DeepSphere
+    registry["b"] = DeepSphere
+    assert registry.name_of("b") == "DeepSphere" and len(registry) == 2
+    assert sorted(MODELS) == ["deepsphere", "unet"] and MODELS["deepsphere"] is DeepSphere
