@@ -12,6 +12,7 @@ Usage::
 
     python scripts/bench_conv.py                       # nside 128 (B=4, 32 ch) and 256 (16 ch)
     python scripts/bench_conv.py --memory --output results/bench_conv.md
+    python scripts/bench_conv.py --compile-only        # torch.compile against eager
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ import torch
 import torch_geometric
 from torch_geometric.nn import ChebConv
 
-from deepsphere_pyg.graphs import healpix_graph
+from deepsphere_pyg.graphs import SphereHierarchy, healpix_graph
 from deepsphere_pyg.graphs.operator import scipy_view
 from deepsphere_pyg.io import publish_report
+from deepsphere_pyg.models import DeepSphere
 from deepsphere_pyg.nn import SphericalChebConv, chebyshev_operator, clear_operator_cache
 from deepsphere_pyg.nn.chebyshev_operator import CPU_KERNELS, get_cpu_kernel, set_cpu_kernel
 
@@ -192,6 +194,71 @@ def kernel_exploration(nside: int, k: int, columns: int, repeat: int) -> dict:
     return result
 
 
+def compile_case(nside: int, k: int, size: int, channels: int, order: int, repeat: int
+                 ) -> dict:
+    """SphericalChebConv eager against ``torch.compile(layer, fullgraph=True)`` (the
+    cached operator and the fused product run as custom operators), forward + backward
+    and inference, on ``[B, N, C]``."""
+    graph = healpix_graph(nside, k=k)
+    torch.manual_seed(0)
+    layer = SphericalChebConv(channels, channels, K=order)
+    x = torch.randn(size, graph.num_nodes, channels, requires_grad=True)
+    args = (graph.edge_index, graph.edge_weight)
+    torch._dynamo.reset()
+    compiled = torch.compile(layer, fullgraph=True)
+    start = time.perf_counter()
+    with torch.no_grad():
+        difference = (compiled(x, *args) - layer(x, *args)).abs().max().item()
+    compile_s = time.perf_counter() - start
+    result = {"nside": nside, "nodes": graph.num_nodes, "B": size, "channels": channels,
+              "K": order, "compile_s": compile_s, "max_abs_difference": difference}
+    for name, module in (("eager", layer), ("compiled", compiled)):
+        result[f"{name}_train_s"] = statistics.median(
+            timed(forward_backward(module, x, *args), repeat))
+
+        def infer(module=module):
+            with torch.no_grad():
+                module(x, *args)
+
+        result[f"{name}_infer_s"] = statistics.median(timed(infer, repeat))
+    for mode in ("train", "infer"):
+        result[f"ratio_{mode}"] = result[f"compiled_{mode}_s"] / result[f"eager_{mode}_s"]
+    return result
+
+
+def model_compile_case(nside: int, size: int, repeat: int) -> dict:
+    """DeepSphere (3 levels, channels 16/32/64, K = 5, statistic head) eager against
+    ``torch.compile(model, fullgraph=True)``, whose convolutions run the fused product as
+    one custom operator on the model's operator buffers; ``[B, N, 1]`` input."""
+    hierarchy = SphereHierarchy.healpix(nside, 3)
+    torch.manual_seed(0)
+    model = DeepSphere(hierarchy, 1, 2, channels=(16, 32, 64), K=5)
+    x = torch.randn(size, hierarchy.num_nodes[0], 1)
+    torch._dynamo.reset()
+    compiled = torch.compile(model, fullgraph=True)
+    start = time.perf_counter()
+    with torch.no_grad():
+        model.eval()
+        difference = (compiled(x) - model(x)).abs().max().item()
+        model.train()
+    compile_s = time.perf_counter() - start
+    result = {"nside": nside, "nodes": hierarchy.num_nodes[0], "B": size,
+              "max_abs_difference": difference}
+    for name, module in (("eager", model), ("compiled", compiled)):
+        def step(module=module):
+            model.zero_grad(set_to_none=True)
+            module(x).square().mean().backward()
+
+        start = time.perf_counter()
+        step()  # the compiled backward is built on the first call
+        if name == "compiled":
+            compile_s += time.perf_counter() - start
+        result[f"{name}_train_s"] = statistics.median(timed(step, repeat))
+    result["compile_s"] = compile_s
+    result["ratio_train"] = result["compiled_train_s"] / result["eager_train_s"]
+    return result
+
+
 def memory_child(nside: int, k: int, channels: int, order: int) -> None:
     graph = healpix_graph(nside, k=k)
     after_graph = peak_rss_gb()
@@ -217,6 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--explore-kernels", action="store_true",
                         help="also time the product as a fixed-degree gather, eager and "
                              "compiled with torch.compile (needs a C++ compiler)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time torch.compile(layer, fullgraph=True) against eager "
+                             "(needs a C++ compiler)")
+    parser.add_argument("--compile-only", action="store_true",
+                        help="only the torch.compile table")
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--output", help="also write the Markdown report to this file")
     args = parser.parse_args(argv)
@@ -239,12 +311,17 @@ def main(argv: list[str] | None = None) -> int:
         "batch (B copies of the graph), SphericalChebConv `[B, N, F]` and one graph; "
         "forward + backward of a mean-square loss, gradients for input and weights.",
         "",
+    ]
+    conv_table = [
         "| nside | nodes | B | channels | K | PyG ChebConv fwd+bwd (s) | ours, scipy kernel (s) "
         "| speed-up | ours, torch CSR kernel (default) (s) | speed-up | max abs difference "
         "| operator build (s, once) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for nside, size, channels in () if args.products_only else ((128, 4, 32), (256, 4, 16)):
+    skip_conv = args.products_only or args.compile_only
+    if not skip_conv:
+        lines += conv_table
+    for nside, size, channels in () if skip_conv else ((128, 4, 32), (256, 4, 16)):
         case = conv_case(nside, args.k, size, channels, 6, args.repeat)
         print(case, flush=True)
         lines.append(
@@ -253,11 +330,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{case['ours_torch_s']:.3f} | **{case['speedup_torch']:.1f}x** | "
             f"{case['max_abs_difference']:.1e} | {case['operator_build_s']:.2f} |")
 
-    lines += ["", "One operator product `[N, N] @ [N, C]` (time ratio to scipy CSR, one thread):",
-              "", "| nside | C | scipy CSR (ms) | torch CSR int64 (ms, ratio) "
-              "| torch CSR int32 (ms, ratio) | torch CSR into a buffer (ms, ratio) |",
-              "|---|---:|---:|---:|---:|---:|"]
-    for nside, columns in ((256, 16), (256, 64), (128, 128)):
+    if not args.compile_only:
+        lines += ["", "One operator product `[N, N] @ [N, C]` (time ratio to scipy CSR, "
+                  "one thread):",
+                  "", "| nside | C | scipy CSR (ms) | torch CSR int64 (ms, ratio) "
+                  "| torch CSR int32 (ms, ratio) | torch CSR into a buffer (ms, ratio) |",
+                  "|---|---:|---:|---:|---:|---:|"]
+    for nside, columns in () if args.compile_only else ((256, 16), (256, 64), (128, 128)):
         case = product_case(nside, args.k, columns, max(args.repeat, 5))
         print(case, flush=True)
         lines.append(
@@ -282,6 +361,35 @@ def main(argv: list[str] | None = None) -> int:
                 f"{case['gather_compiled_s'] * 1e3:.1f} "
                 f"({case['gather_compiled_s'] / scipy_s:.2f}) | {case['compile_s']:.1f} | "
                 f"{case['max_abs_error']:.1e} |")
+
+    if args.compile or args.compile_only:
+        lines += ["", "torch.compile(SphericalChebConv, fullgraph=True) (the cached operator "
+                  "and the fused product as custom operators) against eager, `[B, N, C]`, "
+                  "C -> C channels (time ratio compiled / eager; < 1: compiled is faster):",
+                  "", "| nside | nodes | B | C | K | eager fwd+bwd (s) | compiled fwd+bwd "
+                  "(s, ratio) | eager inference (s) | compiled inference (s, ratio) "
+                  "| compile (s, once) | max abs difference |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for nside, size, channels in ((32, 16, 32), (64, 8, 32), (128, 4, 32)):
+            case = compile_case(nside, args.k, size, channels, 6, args.repeat)
+            print(case, flush=True)
+            lines.append(
+                f"| {nside} | {case['nodes']:,} | {size} | {channels} | 6 | "
+                f"{case['eager_train_s']:.3f} | {case['compiled_train_s']:.3f} "
+                f"({case['ratio_train']:.2f}) | {case['eager_infer_s']:.3f} | "
+                f"{case['compiled_infer_s']:.3f} ({case['ratio_infer']:.2f}) | "
+                f"{case['compile_s']:.1f} | {case['max_abs_difference']:.1e} |")
+        lines += ["", "A whole model, `torch.compile(DeepSphere, fullgraph=True)` (the fused "
+                  "product as one custom operator), training step fwd+bwd:", "",
+                  "| nside | nodes | B | eager (s) | compiled (s, ratio) | compile (s, once) "
+                  "| max abs difference |", "|---|---:|---:|---:|---:|---:|---:|"]
+        for nside, size in ((16, 32), (32, 16), (64, 8)):
+            case = model_compile_case(nside, size, args.repeat)
+            print(case, flush=True)
+            lines.append(
+                f"| {nside} | {case['nodes']:,} | {size} | {case['eager_train_s']:.3f} | "
+                f"{case['compiled_train_s']:.3f} ({case['ratio_train']:.2f}) | "
+                f"{case['compile_s']:.1f} | {case['max_abs_difference']:.1e} |")
 
     if args.memory:
         out = subprocess.run([sys.executable, __file__, "--memory-child", "--k", str(args.k)],

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from ..graphs import SphereHierarchy
-from ..graphs.checks import ordering_roughness, pixels_from_mask
+from ..graphs.checks import ORDERING_RATIO, ordering_roughness, pixels_from_mask
 from .signal import SphereSignal
 
 #: Accepted ``ordering`` values (case-insensitive) and whether they mean NEST.
@@ -43,10 +43,6 @@ ORDERINGS = {"ring": False, "nest": True, "nested": True}
 
 #: Relative tolerance of the ``healpy.UNSEEN`` test (float32 files store it rounded).
 UNSEEN_RTOL = 1e-5
-
-#: A map whose neighbour differences are this many times larger in the given ordering
-#: than in the other one is taken as misordered (:func:`check_map_ordering`).
-ORDERING_RATIO = 2.5
 
 PathLike = str | os.PathLike
 
@@ -73,6 +69,10 @@ class HealpixFileDataset(torch.utils.data.Dataset):
         mask: ``None`` (full sky), a NEST map of length ``12 nside^2`` (boolean or 0/1,
             ``True`` = observed), NEST pixel ids, or a FITS mask file (read converted to
             NEST; nonzero = observed).
+        mask_ordering: the ordering of an array ``mask``, ``"nest"`` or ``"ring"``
+            (converted to NEST); ``None`` (default): NEST, checked (``check_ordering``).
+            Masks bounded by parallels made in RING order (a galactic cut in galactic
+            coordinates) cannot be told from NEST masks and need it.
         num_classes: if given, targets are class labels that must be integers in
             ``[0, num_classes)`` (checked at construction for graph-level targets, when
             read and by :meth:`validate` for per-pixel ones, on observed pixels).
@@ -112,6 +112,7 @@ class HealpixFileDataset(torch.utils.data.Dataset):
         field: int | Sequence[int] = 0,
         check_ordering: bool = True,
         transform: Callable[[SphereSignal], SphereSignal] | None = None,
+        mask_ordering: str | None = None,
     ) -> None:
         self.paths = _check_paths(paths)
         self.ordering = _check_ordering(ordering)
@@ -133,7 +134,7 @@ class HealpixFileDataset(torch.utils.data.Dataset):
         else:
             self._init_fits()
         self.npix = hp.nside2npix(self.nside)
-        self.pixels = self._init_mask(mask)
+        self.pixels = self._init_mask(mask, mask_ordering)
         self._ring_index = hp.nest2ring(
             self.nside, np.arange(self.npix) if self.pixels is None else self.pixels)
         self._init_targets(targets)
@@ -182,10 +183,11 @@ class HealpixFileDataset(torch.utils.data.Dataset):
             self._explicit.append(explicit)
         self.num_channels = len(self.field) if isinstance(self.field, tuple) else 1
 
-    def _init_mask(self, mask: object) -> np.ndarray | None:
+    def _init_mask(self, mask: object, ordering: str | None) -> np.ndarray | None:
         if mask is None:
             return None
         if isinstance(mask, (str, os.PathLike)):
+            ordering = "nest"  # read_map converts by the file's ORDERING header
             path = Path(mask)
             if not path.is_file():
                 raise FileNotFoundError(f"mask file not found: {path}")
@@ -193,7 +195,8 @@ class HealpixFileDataset(torch.utils.data.Dataset):
             mask = np.isfinite(values) & (values != 0) & ~_is_unseen(values)
         elif isinstance(mask, torch.Tensor):
             mask = mask.detach().cpu().numpy()
-        pixels = pixels_from_mask(np.asarray(mask), self.nside, True, self.check_ordering)
+        pixels = pixels_from_mask(np.asarray(mask), self.nside, True, self.check_ordering,
+                                  ordering)
         return None if pixels.size == self.npix else pixels
 
     def _init_targets(self, targets: object) -> None:

@@ -228,14 +228,37 @@ def induced_pairs(
     return kept, node_of[pairs[:, inside]], inside
 
 
-def pixels_from_mask(mask: object, nside: int, nest: bool, check_ordering: bool) -> np.ndarray:
-    """Sorted, unique pixel ids kept by a HEALPix ``mask``.
+#: Pixel orderings a mask may be declared in (``mask_ordering``).
+MASK_ORDERINGS = ("nest", "ring")
+
+#: Neighbour disagreement of a mask, as a fraction of that of a scattered mask with the
+#: same observed fraction, below which the mask reads as a compact footprint. Measured at
+#: nside 64 (``tests/graphs/test_mask_ordering.py``): galactic and ecliptic cuts, disks,
+#: survey boxes and masks with holes give 0.02-0.05 in their own ordering and 0.24-0.45 in
+#: the other one, except masks bounded by parallels made in RING order (a galactic cut in
+#: galactic coordinates, a polar cap), which stay compact read as NEST (0.03-0.04).
+COMPACT_ROUGHNESS = 0.1
+
+#: How much rougher (larger :math:`D`) a mask or a map must read in its declared ordering
+#: than in the other one to be taken for one of the other ordering.
+ORDERING_RATIO = 2.5
+
+
+def pixels_from_mask(mask: object, nside: int, nest: bool, check_ordering: bool,
+                     mask_ordering: str | None = None) -> np.ndarray:
+    """Sorted, unique pixel ids (in the graph's ordering ``nest``) kept by a HEALPix ``mask``.
 
     ``mask`` is either a map of length ``12 * nside**2`` with values in {0, 1} (bool, int or
-    float, ``True``/1 = observed) in the graph's ordering, or an array of pixel ids.
+    float, ``True``/1 = observed) or an array of pixel ids. ``mask_ordering`` (``"nest"``
+    or ``"ring"``) states the mask's ordering, converted to the graph's; ``None``: the
+    graph's ordering, and a boolean map is checked (``check_ordering``,
+    :func:`check_mask_ordering`).
     """
     npix = hp.nside2npix(nside)
     order = "NEST" if nest else "RING"
+    if mask_ordering is not None and mask_ordering not in MASK_ORDERINGS:
+        raise ValueError(f"mask_ordering must be one of {MASK_ORDERINGS} or None (the "
+                         f"graph's ordering), got {mask_ordering!r}")
     array = np.asarray(mask)
     if array.ndim != 1:
         raise ValueError(f"mask must be 1-D (a HEALPix map or pixel ids), got shape {array.shape}")
@@ -246,8 +269,8 @@ def pixels_from_mask(mask: object, nside: int, nest: bool, check_ordering: bool)
                 "give a map at the graph's nside (healpy.ud_grade) or an array of pixel ids"
             )
         observed = array.astype(bool)
-        if check_ordering:
-            _check_mask_ordering(observed, nside, nest)
+        if mask_ordering is None and check_ordering:
+            check_mask_ordering(observed, nside, nest)
         pixels = np.flatnonzero(observed)
     else:
         if not np.issubdtype(array.dtype, np.integer):
@@ -263,6 +286,9 @@ def pixels_from_mask(mask: object, nside: int, nest: bool, check_ordering: bool)
         pixels = np.unique(array.astype(np.int64))
         if pixels.size != array.size:
             raise ValueError("mask pixel ids contain duplicates; pass each pixel once")
+    if mask_ordering is not None and (mask_ordering == "nest") != nest:
+        convert = hp.nest2ring if mask_ordering == "nest" else hp.ring2nest
+        pixels = np.sort(convert(nside, pixels)).astype(np.int64)
     if pixels.size == 0:
         raise ValueError("mask keeps no pixel; at least one pixel must be observed")
     return pixels.astype(np.int64)
@@ -274,27 +300,54 @@ def _is_binary(array: np.ndarray) -> bool:
     return bool(np.all((array == 0) | (array == 1)))
 
 
-def _check_mask_ordering(observed: np.ndarray, nside: int, nest: bool, samples: int = 20000):
-    """Raise if a boolean map looks far more coherent in the other pixel ordering.
+def check_mask_ordering(observed: np.ndarray, nside: int, nest: bool,
+                        samples: int = 20000) -> None:
+    r"""Raise unless a boolean map reads as a compact footprint in its declared ordering
+    only.
 
     A sky mask is made of contiguous regions, so few pairs of neighbouring pixels
-    disagree. Read in the wrong ordering (RING data as NEST or the reverse) the same map
-    looks scattered. The check compares the disagreement rate of neighbour pairs in both
-    orderings on a random sample of pixels and raises when the given ordering is more
-    than 2.5 times worse. Masks bounded by parallels only (polar caps, latitude bands) look
-    coherent in both orderings and are not detectable.
+    disagree. With :math:`D` the rate of disagreeing neighbour pairs
+    (:func:`ordering_roughness` on a random sample of pixels) and :math:`p` the observed
+    fraction, :math:`r = D / (2p(1 - p))` is 1 for a scattered mask and small for a
+    compact one (:data:`COMPACT_ROUGHNESS`). Read in each ordering:
+
+    * :math:`D` more than :data:`ORDERING_RATIO` times larger in the declared ordering
+      than in the other: the mask was made in the other ordering (RING data given as
+      NEST or the reverse): raise;
+    * compact in both: masks bounded by parallels made in RING order (a galactic cut in
+      galactic coordinates, an ecliptic band in ecliptic coordinates, a polar cap) read
+      as NEST are unions of whole base pixels, compact too, so the ordering cannot be
+      told from the mask: raise and ask for it (``mask_ordering=``);
+    * otherwise (compact in the declared ordering only, or a scattered selection):
+      accept.
+
+    Maps below ``nside = 4``, and masks with fewer than 100 disagreeing pairs in the
+    sample (almost empty or almost full), are accepted.
     """
     if nside < 4 or observed.all() or not observed.any():
         return
     # The mean squared difference of a 0/1 map is the rate of disagreeing neighbours.
     given, swapped, pairs = ordering_roughness(observed.astype(np.float64), nside, nest,
                                                samples=samples)
-    count = int(round(given * pairs))  # disagreeing pairs in the declared ordering
-    if count >= 100 and given > 2.5 * swapped:
-        this, that = ("NEST", "RING") if nest else ("RING", "NEST")
+    if max(given, swapped) * pairs < 100:
+        return
+    fraction = float(observed.mean())
+    scattered = 2.0 * fraction * (1.0 - fraction)
+    rough_given, rough_other = given / scattered, swapped / scattered
+    this, that = ("NEST", "RING") if nest else ("RING", "NEST")
+    measured = (f"neighbouring pixels disagree at {rough_given:.2f} of the rate of a "
+                f"scattered mask read as {this}, {rough_other:.2f} read as {that}")
+    if given > ORDERING_RATIO * swapped:
         raise ValueError(
-            f"mask looks like a {that}-ordered map given to a {this} graph "
-            f"({given:.0%} of neighbouring pixels disagree, {swapped:.0%} in {that} order); "
-            f"convert it with healpy.reorder(mask, {'r2n' if nest else 'n2r'}=True), "
-            f"pass nest={not nest}, or check_ordering=False if the mask is really scattered"
-        )
+            f"mask looks like a {that}-ordered map given to a {this} graph ({measured}); "
+            f"convert it with healpy.reorder(mask, {'r2n' if nest else 'n2r'}=True), pass "
+            f"mask_ordering={that.lower()!r}, or check_ordering=False if the mask is "
+            "really as given")
+    if rough_given > COMPACT_ROUGHNESS or rough_other > COMPACT_ROUGHNESS:
+        return
+    raise ValueError(
+        f"mask is compact in both HEALPix orderings ({measured}), so its ordering cannot "
+        "be told from it: masks bounded by parallels (a galactic cut in galactic "
+        "coordinates, a latitude band, a polar cap) made in RING order, healpy's default, "
+        "read as NEST as unions of whole base pixels. Say which ordering it is in: "
+        "mask_ordering='ring' or 'nest'")

@@ -45,6 +45,7 @@ def healpix_graph(
     check_ordering: bool = True,
     dtype: torch.dtype = torch.float32,
     edges: str | None = None,
+    mask_ordering: str | None = None,
 ) -> SphereGraph:
     r"""Graph of the HEALPix sampling at ``nside`` (``12 nside^2`` pixels).
 
@@ -80,9 +81,13 @@ def healpix_graph(
         kernel: ``"auto"``, ``"v2"`` (k-NN), ``"v1"`` (HEALPix neighbours) or a positive
             float :math:`t`.
         isolated: what to do with kept pixels without neighbours: ``"raise"``/``"drop"``.
-        check_ordering: detect masks given in the other ordering (RING vs NEST) and raise.
+        check_ordering: detect masks given in the other ordering (RING vs NEST) and raise,
+            and raise when a mask reads as compact in both orderings, so that its ordering
+            cannot be told (:func:`~deepsphere_pyg.graphs.checks.check_mask_ordering`).
         dtype: floating dtype of ``pos`` and ``edge_weight``.
         edges: ``"knn"`` or ``"neighbours"`` (:data:`~deepsphere_pyg.graphs.checks.EDGES`).
+        mask_ordering: the ordering the mask is in, ``"nest"`` or ``"ring"`` (converted to
+            ``nest``'s; no check); ``None`` (default): ``nest``'s, checked.
 
     Returns:
         A :class:`SphereGraph` with ``sampling="healpix"``, ``nside``, ``nest``, ``k``,
@@ -105,7 +110,8 @@ def healpix_graph(
 
     if isinstance(mask, torch.Tensor):
         mask = mask.detach().cpu().numpy()
-    pixels = None if mask is None else pixels_from_mask(mask, nside, nest, check_ordering)
+    pixels = None if mask is None else pixels_from_mask(mask, nside, nest, check_ordering,
+                                                        mask_ordering)
     num_kept = npix if pixels is None else pixels.size
     if knn:
         check_k(k, num_kept if pixels is None else npix)
@@ -177,6 +183,7 @@ def healpix_hierarchy(
     kernel: str | float = "auto",
     dtype: torch.dtype = torch.float32,
     edges: str | None = None,
+    mask_ordering: str | None = None,
 ) -> SphereHierarchy:
     r"""HEALPix graphs at ``nside, nside/2, ..., nside/2^(levels-1)``, NEST ordered.
 
@@ -197,6 +204,8 @@ def healpix_hierarchy(
         kernel: width rule, as in :func:`healpix_graph`.
         dtype: floating dtype of the graphs.
         edges: edge recipe, as in :func:`healpix_graph`.
+        mask_ordering: the mask's ordering, ``"nest"`` or ``"ring"`` (converted); ``None``
+            (default): NEST, checked as in :func:`healpix_graph`.
 
     Returns:
         A :class:`~deepsphere_pyg.graphs.hierarchy.SphereHierarchy`, also reached as
@@ -215,7 +224,8 @@ def healpix_hierarchy(
     edges = _edges_of(edges, kernel)
     if isinstance(mask, torch.Tensor):
         mask = mask.detach().cpu().numpy()
-    pixels = None if mask is None else pixels_from_mask(mask, nside, True, True)
+    pixels = None if mask is None else pixels_from_mask(mask, nside, True, True,
+                                                        mask_ordering)
 
     def parents(level: int, ids: np.ndarray | None) -> np.ndarray:
         return (np.arange(hp.nside2npix(nside >> level)) if ids is None else ids) // 4

@@ -30,8 +30,9 @@ from torch_geometric.data import Batch, Data
 
 from ..graphs.hierarchy import SphereHierarchy
 from ..graphs.hierarchy_data import HierarchyData, HierarchyLevel
-from ..graphs.operator import csr_entries, csr_from_parts, csr_parts
+from ..graphs.operator import csr_from_parts, csr_parts
 from ..nn.chebyshev_operator import chebyshev_operator
+from ..nn.fused_chebyshev import CSRParts
 from .blocks import LAMBDA_MAX, NORMALIZATION, check_int
 
 __all__ = [
@@ -119,14 +120,14 @@ class HierarchyBuffers(nn.Module):
         weight = getattr(self, f"edge_weight_{level}")
         return None if weight is None else weight.dtype
 
-    def operator(self, level: int) -> Tensor | tuple[Tensor, Tensor]:
+    def operator(self, level: int) -> Tensor | CSRParts:
         """The convolution operator of ``level``: a CSR tensor ``[N, N]`` (a view of the
-        buffers), or under :func:`torch.compile`, which cannot trace sparse tensors, its
-        entries ``(index, value)`` (:func:`~deepsphere_pyg.graphs.operator.csr_entries`)."""
-        parts = tuple(self._buffers[f"operator_{part}_{level}"]
-                      for part in ("crow", "col", "value"))
+        buffers), or under :func:`torch.compile`, which cannot trace sparse tensors, the
+        buffers themselves (:class:`~deepsphere_pyg.nn.fused_chebyshev.CSRParts`)."""
+        parts = CSRParts(*(self._buffers[f"operator_{part}_{level}"]
+                           for part in ("crow", "col", "value")))
         if torch.compiler.is_compiling():
-            return csr_entries(*parts)
+            return parts
         return csr_from_parts(*parts, self.num_nodes[level])
 
     @property

@@ -231,12 +231,21 @@ class ConvBlock(nn.Module):
         :class:`~deepsphere_pyg.models.base.HierarchyBuffers`), used instead of building
         it from ``edge_index`` and ``edge_weight``."""
         if operator is not None:
-            h = self.conv.apply_operator(x, operator)
+            # Node-major [N, B, F] memory seen as [B, N, F]: the next layer reads it
+            # without a copy (a contiguous output would cost two copies per layer).
+            h = self.conv.apply_operator(x, operator, contiguous=False)
         else:
             h = self.conv(x, edge_index, edge_weight, lambda_max=LAMBDA_MAX)
         if self.norm_name == "batch":
-            # [B, N, F] (contiguous) is normalised as [B * N, F] rows.
-            h = self.norm(h.reshape(-1, h.shape[-1])).view(h.shape)
+            if h.dim() == 3:
+                # The convolution returns a [N, B, F] buffer seen as [B, N, F]
+                # (contiguous=False): normalise it as [N * B, F] without a copy, and give
+                # back the same view.
+                size, nodes, features = h.shape
+                flat = self.norm(h.transpose(0, 1).reshape(nodes * size, features))
+                h = flat.view(nodes, size, features).transpose(0, 1)
+            else:
+                h = self.norm(h)
         elif self.norm_name == "layer":
             h = self.norm(h, batch)
         return torch.relu_(h) if self.norm is not None else torch.relu(h)

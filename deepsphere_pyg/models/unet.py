@@ -147,8 +147,16 @@ class SphericalUNet(SphereModel):
             skips.append(h)
         for level in range(self.depth - 2, -1, -1):
             up = self.unpool(h, levels[level].pool_index)
-            h = torch.cat([up, skips[level]], dim=-1)
+            h = _concatenate(up, skips[level])
             view = levels[level]
             h = self.decoder[level](h, view.edge_index, view.edge_weight, view.batch,
                                     view.operator)
         return self.output(h)
+
+
+def _concatenate(up: Tensor, skip: Tensor) -> Tensor:
+    """``cat([up, skip], -1)``; ``[B, N, F]`` inputs are joined in node-first memory
+    order, the layout the next convolution reads without a copy."""
+    if up.dim() == 3:
+        return torch.cat([up.transpose(0, 1), skip.transpose(0, 1)], dim=-1).transpose(0, 1)
+    return torch.cat([up, skip], dim=-1)

@@ -13,11 +13,12 @@ from torch_geometric.utils import is_sparse, to_edge_index
 
 from ..graphs.operator import (
     SparseOperator,
-    chebyshev_basis,
     check_normalization,
+    csr_entries,
     rescaled_laplacian_entries,
 )
-from .chebyshev_operator import chebyshev_operator, get_cpu_kernel
+from .chebyshev_operator import chebyshev_operator, chebyshev_operator_csr, get_cpu_kernel
+from .fused_chebyshev import ChebyshevBasisLinear, CSRParts, chebyshev_csr
 
 #: The message-passing hooks of :class:`~torch_geometric.nn.MessagePassing`; while any
 #: is registered the layer runs PyG's ``propagate`` so that the hooks see every message.
@@ -27,79 +28,6 @@ _HOOK_DICTS = (
     "_aggregate_forward_pre_hooks", "_aggregate_forward_hooks",
     "_message_and_aggregate_forward_pre_hooks", "_message_and_aggregate_forward_hooks",
 )
-
-
-class _ChebyshevBasisLinear(torch.autograd.Function):
-    r"""``out = sum_k T_k(M) x W_k^T`` for a constant sparse ``M``, with a fused backward.
-
-    Forward: the recursion :math:`T_k = 2 M T_{k-1} - T_{k-2}` is one sparse ``addmm`` per
-    term, and each term is folded into the output by a dense ``addmm``. Backward: the
-    weight gradients are :math:`G^\top T_k`; the input gradient
-    :math:`\sum_k T_k(M^\top) G W_k` is evaluated by Clenshaw's recurrence
-    :math:`b_k = G W_k + 2 M^\top b_{k+1} - b_{k+2}`, :math:`\nabla x = G W_0 +
-    M^\top b_1 - b_2`, i.e. ``K - 1`` sparse products and no stored intermediate beyond
-    the basis that the weight gradients need.
-
-    ``x`` is ``[N, C]`` (nodes first, ``C = B * F_in``) and is read as ``[N * B, F_in]``
-    by the weights; the output is ``[N * B, F_out]``.
-    """
-
-    @staticmethod
-    def forward(ctx, x: Tensor, operator: SparseOperator, *weights: Tensor) -> Tensor:
-        features = weights[0].shape[1]
-        rows = x.numel() // features
-        out = torch.mm(x.view(rows, features), weights[0].t())
-        basis = list(chebyshev_basis(x, operator, len(weights)))
-        for term, weight in zip(basis[1:], weights[1:], strict=True):
-            out.addmm_(term.view(rows, features), weight.t())
-        # x and the weights are inputs: saved the checked way. The other terms are kept on
-        # ctx so that backward can free them once the weight gradients are computed,
-        # before the Clenshaw recurrence allocates its own terms (peak memory).
-        ctx.save_for_backward(x, *weights)
-        ctx.terms = basis[1:]
-        ctx.operator = operator
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out: Tensor):
-        x, *weights = ctx.saved_tensors
-        # A second backward through a retained graph recomputes the freed terms.
-        terms = ctx.terms if ctx.terms is not None else list(chebyshev_basis(
-            x, ctx.operator, len(weights)))[1:]
-        basis = [x, *terms]
-        ctx.terms = terms = None
-        order = len(weights)
-        features = weights[0].shape[1]
-        rows = x.numel() // features
-        grad_out = grad_out.contiguous()
-        grad_weights = [
-            grad_out.t().mm(term.view(rows, features)) if ctx.needs_input_grad[2 + k]
-            else None
-            for k, term in enumerate(basis)
-        ]
-        del basis
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            operator = ctx.operator
-            # Three buffers rotate through the recurrence: fresh [N, C] allocations are
-            # expensive on CPU (page faults), and b_k only needs b_{k+1} and b_{k+2}.
-            free = [torch.empty_like(x) for _ in range(min(3, order - 1))]
-            b_next = b_next2 = None  # b_{k+1}, b_{k+2}
-            for k in range(order - 1, 0, -1):
-                b_k = free.pop()
-                torch.mm(grad_out, weights[k], out=b_k.view(rows, -1))
-                if b_next2 is not None:
-                    b_k.sub_(b_next2)
-                    free.append(b_next2)
-                if b_next is not None:
-                    operator.addmm_(b_k, b_next, alpha=2, transpose=True)
-                b_next2, b_next = b_next, b_k
-            grad_x = torch.mm(grad_out, weights[0]).view_as(x)
-            if b_next is not None:
-                operator.addmm_(grad_x, b_next, transpose=True)
-            if b_next2 is not None:
-                grad_x.sub_(b_next2)
-        return (grad_x, None, *grad_weights)
 
 
 class SphericalChebConv(MessagePassing):
@@ -121,14 +49,17 @@ class SphericalChebConv(MessagePassing):
 
     * **fused** (the default): the operator is built once per graph (per ``edge_index`` /
       ``edge_weight`` tensor pair, see :mod:`deepsphere_pyg.nn.chebyshev_operator`) as a
-      sparse CSR matrix, and each term is one sparse product folded into the output; ``x``
-      of shape ``[B, N, F_in]`` (``B`` signals on **one shared graph**, ``edge_index`` of
-      that graph only) runs the recurrence once for the whole batch;
+      sparse CSR matrix, and each term is one sparse product folded into the output
+      (:mod:`deepsphere_pyg.nn.fused_chebyshev`); ``x`` of shape ``[B, N, F_in]`` (``B``
+      signals on **one shared graph**, ``edge_index`` of that graph only) runs the
+      recurrence once for the whole batch. Under :func:`torch.compile` the operator build
+      and the product are custom operators, so the compiled layer keeps this path;
     * **messages**: PyG's ``propagate`` with messages
       :math:`\hat L_{ij}\, \mathbf{x}_j`, exactly as ``ChebConv``. It runs when something
-      needs the messages or a traceable graph: an explainer's edge mask
+      needs the messages: an explainer's edge mask
       (:class:`torch_geometric.explain.Explainer`), a registered message-passing hook,
-      ``edge_weight`` that requires a gradient, and :func:`torch.compile`.
+      ``edge_weight`` that requires a gradient; and, under :func:`torch.compile`, for
+      ``normalization="rw"``, a ``batch`` vector or a tensor ``lambda_max``.
 
     ``edge_index`` may also be a sparse adjacency, as PyG layers accept: a
     ``torch.sparse`` COO or CSR tensor or a ``torch_sparse.SparseTensor`` holding the
@@ -225,18 +156,30 @@ class SphericalChebConv(MessagePassing):
                 raise ValueError("lambda_max must be a scalar when x is [B, N, F] (one graph)")
         edge_index, edge_weight = _edge_list(edge_index, edge_weight)
         num_nodes = x.shape[-2]
-        if self._needs_messages() or (edge_weight is not None and edge_weight.requires_grad
-                                      and torch.is_grad_enabled()):
+        learnable = (edge_weight is not None and edge_weight.requires_grad
+                     and torch.is_grad_enabled())
+        if torch.compiler.is_compiling() and not (learnable or self._hooked()) \
+                and self.normalization != "rw" and batch is None \
+                and not isinstance(lambda_max, Tensor):
+            # Compiled: the cached operator and the fused product as custom operators.
+            parts = CSRParts(*chebyshev_operator_csr(
+                edge_index, edge_weight, num_nodes, self.normalization,
+                None if lambda_max is None else float(lambda_max), x.dtype))
+            return self._fused(x, lambda nodes, weights: chebyshev_csr(
+                nodes, *parts, weights)[0])
+        if learnable or self._needs_messages():
             index, norm = rescaled_laplacian_entries(edge_index, edge_weight, num_nodes,
                                                      self.normalization, lambda_max, batch,
                                                      x.dtype)
             return self._propagated(x, index, norm)
         operator = chebyshev_operator(edge_index, edge_weight, num_nodes, self.normalization,
                                       lambda_max, batch, x.dtype)
-        return self._fused(x, operator)
+        return self._fused(x, lambda nodes, weights: ChebyshevBasisLinear.apply(
+            nodes, operator, *weights))
 
     def apply_operator(self, x: Tensor,
-                       operator: Tensor | SparseOperator | tuple[Tensor, Tensor]) -> Tensor:
+                       operator: Tensor | SparseOperator | CSRParts | tuple[Tensor, Tensor],
+                       *, contiguous: bool = True) -> Tensor:
         r"""The convolution with an operator built beforehand, for owners of a fixed graph.
 
         A model that owns its hierarchy builds each level's operator once in ``__init__``
@@ -247,36 +190,56 @@ class SphericalChebConv(MessagePassing):
         Args:
             x: ``[N, F_in]`` or ``[B, N, F_in]`` (one graph shared by the batch).
             operator: the applied matrix :math:`M = \hat L^\top` as a sparse CSR tensor
-                ``[N, N]`` (a symmetric normalisation, so :math:`M^\top = M`), a
-                :class:`~deepsphere_pyg.graphs.operator.SparseOperator`, or the entries
+                ``[N, N]`` or its dense parts
+                (:class:`~deepsphere_pyg.nn.fused_chebyshev.CSRParts`, what a model hands
+                the layer under :func:`torch.compile`, which cannot trace sparse tensors:
+                the product then runs as one custom operator), both for a symmetric
+                normalisation (:math:`M^\top = M`); a
+                :class:`~deepsphere_pyg.graphs.operator.SparseOperator`; or the entries
                 ``(index [2, E], value [E])`` of :math:`\hat L` as messages flow in PyG
-                (``index[0]`` source, ``index[1]`` target; what a model hands the layer
-                under :func:`torch.compile`, where sparse tensors cannot be traced).
+                (``index[0]`` source, ``index[1]`` target), applied by ``propagate``.
+            contiguous: ``False`` returns a ``[B, N, F_out]`` output of the fused product
+                as the node-major ``[N, B, F_out]`` buffer it is computed in, seen through
+                a transpose: a chain of layers (the models' blocks) then passes each output
+                to the next layer without the two copies a contiguous output costs
+                (measured in BENCHMARKS.md).
 
         Returns:
-            ``[N, F_out]`` or ``[B, N, F_out]``, contiguous.
+            ``[N, F_out]`` or ``[B, N, F_out]``, contiguous unless ``contiguous=False``.
         """
         self._check_x(x)
         num_nodes = x.shape[-2]
-        if isinstance(operator, tuple):
+        if isinstance(operator, tuple) and not isinstance(operator, CSRParts):
             index, value = operator
             return self._propagated(x, index, value.to(x.dtype))
-        if not isinstance(operator, SparseOperator):
-            if self.normalization == "rw":
-                raise ValueError("apply_operator takes a CSR tensor for the symmetric "
-                                 "normalisations only; pass a SparseOperator holding M and "
-                                 "M^T for normalization='rw'")
+        if isinstance(operator, CSRParts | Tensor) and self.normalization == "rw":
+            raise ValueError("apply_operator takes a CSR matrix for the symmetric "
+                             "normalisations only; pass a SparseOperator holding M and "
+                             "M^T for normalization='rw'")
+        size = operator.crow.numel() - 1 if isinstance(operator, CSRParts) else \
+            operator.num_nodes if isinstance(operator, SparseOperator) else operator.shape[0]
+        if size != num_nodes:
+            raise ValueError(f"x has {num_nodes} nodes (dimension -2) but the operator is "
+                             f"[{size}, {size}]")
+        if isinstance(operator, CSRParts):
+            if self._hooked():
+                index, value = csr_entries(*operator)
+                return self._propagated(x, index, value.to(x.dtype))
+            parts = operator._replace(value=operator.value.to(x.dtype))
+            if torch.compiler.is_compiling():
+                return self._fused(x, lambda nodes, weights: chebyshev_csr(
+                    nodes, *parts, weights)[0], contiguous)
+            operator = parts.operator()
+        elif not isinstance(operator, SparseOperator):
             operator = SparseOperator(operator.to(x.dtype) if operator.dtype != x.dtype
                                       else operator, kernel=get_cpu_kernel())
-        else:
-            operator = operator.with_kernel(get_cpu_kernel())
-        if operator.num_nodes != num_nodes:
-            raise ValueError(f"x has {num_nodes} nodes (dimension -2) but the operator is "
-                             f"[{operator.num_nodes}, {operator.num_nodes}]")
-        if self._needs_messages():
+        if self._hooked():
             raise ValueError("an explainer or message-passing hook is active, which needs "
-                             "the messages: pass the operator as its (index, value) entries")
-        return self._fused(x, operator)
+                             "the messages: pass the operator as CSRParts or as its "
+                             "(index, value) entries")
+        operator = operator.with_kernel(get_cpu_kernel())
+        return self._fused(x, lambda nodes, weights: ChebyshevBasisLinear.apply(
+            nodes, operator, *weights), contiguous)
 
     def message(self, x_j: Tensor, norm: Tensor) -> Tensor:
         r"""Message from source ``j`` along an entry of :math:`\hat L`: ``norm * x_j``."""
@@ -284,11 +247,13 @@ class SphericalChebConv(MessagePassing):
 
     # ---------------------------------------------------------------- the two paths
     def _needs_messages(self) -> bool:
-        """Whether the messages must be formed: compiling, an explainer's edge mask, or a
-        registered message-passing hook."""
-        if torch.compiler.is_compiling() or self.explain:
-            return True
-        return any(getattr(self, name) for name in _HOOK_DICTS)
+        """Whether :meth:`forward` must form the messages: compiling (the operator cache
+        cannot be traced), or :meth:`_hooked`."""
+        return torch.compiler.is_compiling() or self._hooked()
+
+    def _hooked(self) -> bool:
+        """An explainer's edge mask or a registered message-passing hook is active."""
+        return bool(self.explain) or any(getattr(self, name) for name in _HOOK_DICTS)
 
     def _propagated(self, x: Tensor, index: Tensor, norm: Tensor) -> Tensor:
         """The recurrence with PyG's ``propagate`` (``ChebConv``'s own algorithm); ``x``
@@ -306,23 +271,25 @@ class SphericalChebConv(MessagePassing):
             out = out + self.bias
         return out
 
-    def _fused(self, x: Tensor, operator: SparseOperator) -> Tensor:
-        """The fused basis/weights product (:class:`_ChebyshevBasisLinear`) for ``x``
-        ``[N, F_in]`` or ``[B, N, F_in]``; the recursion runs on ``[N, B * F_in]``, one
-        operator product per term for the whole batch."""
+    def _fused(self, x: Tensor, product, contiguous: bool = True) -> Tensor:
+        """The fused basis/weights ``product(nodes_first, weights)``
+        (:mod:`~deepsphere_pyg.nn.fused_chebyshev`) for ``x`` ``[N, F_in]`` or
+        ``[B, N, F_in]``; the recursion runs on ``[N, B * F_in]``, one operator product per
+        term for the whole batch."""
         weights = [lin.weight for lin in self.lins]
         if x.dim() == 2:
-            out = _ChebyshevBasisLinear.apply(x.contiguous(), operator, *weights)
+            out = product(x.contiguous(), weights)
         else:
             size, num_nodes, features = x.shape
             nodes_first = x.transpose(0, 1).reshape(num_nodes, size * features)
-            out = _ChebyshevBasisLinear.apply(nodes_first.contiguous(), operator, *weights)
+            out = product(nodes_first.contiguous(), weights)
         # In place: the output is a fresh tensor, and a new one would cost a page-faulting
         # allocation of the full output on CPU.
         out = out if self.bias is None else out.add_(self.bias)
         if x.dim() == 2:
             return out
-        return out.view(num_nodes, size, -1).transpose(0, 1).contiguous()
+        out = out.view(num_nodes, size, -1).transpose(0, 1)
+        return out.contiguous() if contiguous else out
 
     def _check_x(self, x: Tensor) -> bool:
         """Check ``x`` (``[N, F_in]`` or ``[B, N, F_in]``); ``True`` for a shared-graph

@@ -32,6 +32,7 @@ import torch
 from ..graphs.operator import (
     SparseOperator,
     csr_from_entries,
+    csr_parts,
     rescaled_laplacian_entries,
 )
 
@@ -159,3 +160,27 @@ def _build(edge_index: torch.Tensor, edge_weight: torch.Tensor | None, num_nodes
     applied = csr_from_entries(index.flip(0), value, num_nodes)
     transposed = csr_from_entries(index, value, num_nodes) if normalization == "rw" else None
     return SparseOperator(applied, transposed, kernel=_cpu_kernel)
+
+
+# ------------------------------------------------------ under torch.compile
+@torch.library.custom_op("deepsphere_pyg::chebyshev_operator_csr", mutates_args=())
+def chebyshev_operator_csr(edge_index: torch.Tensor, edge_weight: torch.Tensor | None,
+                           num_nodes: int, normalization: str | None,
+                           lambda_max: float | None, dtype: torch.dtype
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`chebyshev_operator` (cached) as the dense CSR parts ``(crow, col, value)``
+    of :math:`M` (copies): one opaque operation for :func:`torch.compile`, which cannot
+    trace the cache nor sparse tensors. The symmetric normalisations only (the fused
+    product's backward applies :math:`M^\\top = M`)."""
+    operator = chebyshev_operator(edge_index, edge_weight, num_nodes, normalization,
+                                  lambda_max, None, dtype)
+    return csr_parts(operator.matrix)
+
+
+@chebyshev_operator_csr.register_fake
+def _chebyshev_operator_csr_fake(edge_index, edge_weight, num_nodes, normalization,
+                                 lambda_max, dtype):
+    entries = torch.library.get_ctx().new_dynamic_size()
+    return (edge_index.new_empty(num_nodes + 1, dtype=torch.long),
+            edge_index.new_empty(entries, dtype=torch.long),
+            torch.empty(entries, dtype=dtype, device=edge_index.device))

@@ -171,7 +171,7 @@ def resume_config(folder: str | os.PathLike, experiment: str | None = None,
     if saved.is_file():
         stored = configuration.migrate(configuration.load_yaml(saved), source=str(saved))
     elif last.is_file():
-        from .engine import read_checkpoint_config  # torch: only without config.yaml
+        from .checkpoints import read_checkpoint_config  # torch: only without config.yaml
 
         stored = read_checkpoint_config(last)
     else:

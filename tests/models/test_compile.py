@@ -11,6 +11,7 @@ import torch
 
 from deepsphere_pyg.graphs import SphereHierarchy
 from deepsphere_pyg.models import DeepSphere, ScatteringDeepSphere, SphericalUNet
+from deepsphere_pyg.nn import SphericalChebConv, fused_chebyshev
 from deepsphere_pyg.scattering import SphericalScattering
 
 pytestmark = pytest.mark.slow
@@ -29,9 +30,17 @@ def _build(name):
 
 
 @pytest.mark.parametrize("name", ["deepsphere", "unet", "scattering"])
-def test_compiled_model_matches_eager_outputs_and_gradients(name):
+def test_compiled_model_matches_eager_outputs_and_gradients(name, monkeypatch):
     torch._dynamo.reset()
     model, num_nodes = _build(name)
+    calls = []
+    original = fused_chebyshev.fused_forward
+
+    def counted(*args):
+        calls.append(torch.compiler.is_compiling())
+        return original(*args)
+
+    monkeypatch.setattr(fused_chebyshev, "fused_forward", counted)
     model.train()  # batch norm in training mode: the statistics of the batch
     x = torch.randn(3, num_nodes, 1 if name == "scattering" else 2)
     compiled = torch.compile(model, fullgraph=name != "scattering")
@@ -42,6 +51,10 @@ def test_compiled_model_matches_eager_outputs_and_gradients(name):
     expected = model(x)
     expected_grads = torch.autograd.grad(expected.square().mean(), parameters)
 
+    # The convolutions ran the fused sparse product (the custom operator) when compiled:
+    # the model's forward calls it once per convolution, eagerly, beside the eager run.
+    convolutions = sum(isinstance(m, SphericalChebConv) for m in model.modules())
+    assert len(calls) >= 2 * convolutions
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
     for got, want in zip(grads, expected_grads, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-5)

@@ -8,7 +8,7 @@ from torch_geometric.explain import Explainer, GNNExplainer
 from torch_geometric.nn import ChebConv, MessagePassing
 
 from deepsphere_pyg.graphs import healpix_graph
-from deepsphere_pyg.nn import SphericalChebConv
+from deepsphere_pyg.nn import SphericalChebConv, fused_chebyshev
 
 
 @pytest.fixture(scope="module")
@@ -150,13 +150,18 @@ def test_torchscript_is_refused_with_a_pointer_to_torch_compile():
 
 
 @pytest.mark.parametrize("batched", [False, True])
-def test_compiles_with_fullgraph_and_matches_eager(graph, batched):
+def test_compiles_with_fullgraph_keeping_the_fused_product(graph, batched, monkeypatch):
     torch._dynamo.reset()
     _, ours = pair()
+    calls = []
+    original = fused_chebyshev.fused_forward
+    monkeypatch.setattr(fused_chebyshev, "fused_forward",
+                        lambda *args: calls.append(1) or original(*args))
     shape = (2, graph.num_nodes, 4) if batched else (graph.num_nodes, 4)
     x = torch.randn(shape, requires_grad=True)
     compiled = torch.compile(ours, fullgraph=True)
     out = compiled(x, graph.edge_index, graph.edge_weight)
+    assert calls, "the compiled layer did not run the fused product"
     eager = ours(x, graph.edge_index, graph.edge_weight)
     torch.testing.assert_close(out, eager, rtol=1e-5, atol=1e-6)
     assert out.is_contiguous()
@@ -165,3 +170,36 @@ def test_compiles_with_fullgraph_and_matches_eager(graph, batched):
     expected = torch.autograd.grad(eager.square().sum(), (x, weight))
     for got, want in zip(grads, expected, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_compiles_with_learnable_edge_weights_through_message_passing(graph):
+    torch._dynamo.reset()
+    _, ours = pair()
+    x = torch.randn(graph.num_nodes, 4)
+    weight = graph.edge_weight.clone().requires_grad_()
+    compiled = torch.compile(ours, fullgraph=True)
+    out = compiled(x, graph.edge_index, weight)
+    (grad,) = torch.autograd.grad(out.square().sum(), weight)
+    eager = ours(x, graph.edge_index, weight)
+    (expected,) = torch.autograd.grad(eager.square().sum(), weight)
+    torch.testing.assert_close(out, eager, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_models_give_contiguous_outputs_and_the_internal_chain_skips_copies(graph):
+    from deepsphere_pyg.graphs import SphereHierarchy
+    from deepsphere_pyg.models import DeepSphere, SphericalUNet
+
+    hierarchy = SphereHierarchy.healpix(4, 2)
+    x = torch.randn(3, hierarchy.num_nodes[0], 2)
+    for model in (DeepSphere(hierarchy, 2, 5, channels=(4, 8), K=3),
+                  SphericalUNet(hierarchy, 2, 5, channels=(4, 8), K=3)):
+        out = model(x)
+        assert out.is_contiguous()
+        out.view(-1, 5)
+    _, ours = pair()
+    x = torch.randn(3, graph.num_nodes, 4)
+    operator = _operator(graph)
+    chained = ours.apply_operator(x, operator, contiguous=False)
+    assert not chained.is_contiguous()  # node-major memory, seen as [B, N, F]
+    torch.testing.assert_close(chained, ours.apply_operator(x, operator))
