@@ -171,7 +171,8 @@ def run_experiments(args: argparse.Namespace) -> int:
         text = textwrap.fill(experiment.description, 88 - width - 4,
                              subsequent_indent=" " * (width + 4))
         print(f"  {name:<{width}}  {text}{marker}")
-        print(f"  {'':<{width}}  task: {experiment.task}, data set: "
+        task = ("from the data keys" if experiment.task == "auto" else experiment.task)
+        print(f"  {'':<{width}}  task: {task}, data set: "
               f"{experiment.dataset_name}, model: {experiment.model['name']}")
     return 0
 

@@ -152,6 +152,9 @@ def prepare(config: dict[str, Any]) -> tuple[dict[str, SyntheticSphereDataset], 
     and attach it to every split. Returns ``(datasets, hierarchy)``."""
     datasets = build_datasets(config)
     data = config["data"]
+    settled = getattr(datasets["train"], "settled", None)
+    if settled is not None:  # keys the user's files decide (the classes of their labels)
+        data.update(settled())
     if data["normalize"] and not data["normalization"]:
         data["normalization"] = fit_normalization(datasets["train"])
     transform = input_transform(data)
@@ -167,7 +170,7 @@ def prepare(config: dict[str, Any]) -> tuple[dict[str, SyntheticSphereDataset], 
 
 def output_size(experiment: Experiment, config: Mapping[str, Any], sample: Any) -> int:
     """Model outputs: classes, or targets per node for regression."""
-    if experiment.task == "regression":
+    if experiment.task_for(config["data"]) == "regression":
         target = sample.y_node
         return 1 if target.dim() == 1 else int(target.shape[-1])
     names = experiment.names_of_classes(config["data"])
@@ -190,8 +193,9 @@ def make_task(config: dict[str, Any], datasets: Mapping[str, Any], hierarchy: An
                          ) from error
     except ValueError as error:
         raise ValueError(f"model: {error}") from error
-    classes = None if experiment.task == "regression" else out_channels
-    return SphereTask(model, experiment.task, classes, config["train"], config)
+    kind = experiment.task_for(config["data"])
+    classes = None if kind == "regression" else out_channels
+    return SphereTask(model, kind, classes, config["train"], config)
 
 
 def make_loaders(datasets: Mapping[str, Any], train: Mapping[str, Any], seed: int,
@@ -447,7 +451,7 @@ def train(config: dict[str, Any], folder: str | os.PathLike | None = None, *,
     history = [dict(row) for row in record.rows]
     result = {
         "experiment": config["experiment"],
-        "task": experiment.task,
+        "task": experiment.task_for(config["data"]),
         **metrics,
         "best_checkpoint": os.path.relpath(best, folder) if best else None,
         "best_epoch": checkpoint_epoch(best) if best else None,

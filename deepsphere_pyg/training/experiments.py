@@ -198,7 +198,8 @@ class Experiment:
         description: one line for ``deepsphere-pyg experiments``.
         dataset: the data set class (a :class:`SyntheticSphereDataset`); it may be given
             as a reference ``"package.module:Class"``, imported when first read.
-        task: a key of :data:`TASKS`.
+        task: a key of :data:`TASKS`, or ``"auto"``: the task follows the data
+            configuration (``task_rule``, e.g. the kind of target of the user's files).
         data: the data set's arguments chosen by the experiment (others keep the class
             defaults), and engine keys (:data:`DATA_ENGINE_KEYS`).
         graph: changes to :data:`GRAPH_DEFAULTS` (``levels``, ``k``, ``kernel``).
@@ -206,6 +207,11 @@ class Experiment:
         train: changes to :data:`TRAIN_DEFAULTS`.
         class_names: names of the classes (classification and segmentation), or a
             function of the data configuration giving them.
+        task_rule: with ``task="auto"``, the function of the data configuration giving
+            the task.
+        models_by_task: the model section to start from for each task (``task="auto"``;
+            a configuration that names ``model.name`` starts from that model instead).
+        user_data: the experiment reads the user's files (no built-in data).
     """
 
     name: str
@@ -217,21 +223,52 @@ class Experiment:
     graph: Mapping[str, Any] = field(default_factory=dict)
     train: Mapping[str, Any] = field(default_factory=dict)
     class_names: tuple[str, ...] | Callable[[Mapping[str, Any]], tuple[str, ...]] = ()
+    task_rule: Callable[[Mapping[str, Any]], str] | None = None
+    models_by_task: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    user_data: bool = False
 
-    def defaults(self) -> Config:
+    def defaults(self, model: Mapping[str, Any] | None = None) -> Config:
         """The full configuration: every data set, graph and model argument, engine
-        defaults (imports the data set and the model)."""
+        defaults (imports the data set and the model). ``model``: the model section to
+        start from (default: the experiment's, :meth:`model_section`)."""
+        model = self.model if model is None else model
         return self._configuration(keyword_defaults(self.dataset.__init__),
-                                   keyword_defaults(MODELS[self.model["name"]].__init__))
+                                   keyword_defaults(MODELS[model["name"]].__init__), model)
 
-    def outline(self) -> Config:
+    def outline(self, model: Mapping[str, Any] | None = None) -> Config:
         """The part of :meth:`defaults` known without importing the data set and the model:
         every key but their own arguments (those that the experiment sets are kept, with
         the same values)."""
-        return self._configuration({}, {})
+        return self._configuration({}, {}, self.model if model is None else model)
+
+    def task_for(self, data: Mapping[str, Any]) -> str:
+        """The task of a run whose data section is ``data``."""
+        if self.task != "auto":
+            return self.task
+        return self.task_rule(data)
+
+    def model_section(self, data: Mapping[str, Any], name: str | None = None
+                      ) -> Mapping[str, Any]:
+        """The model section a run starts from: the model ``name`` (with its own
+        defaults) when it is not the experiment's, else the experiment's model for the
+        run's task (:attr:`models_by_task`), else :attr:`model`."""
+        if name is not None and name != self.model["name"]:
+            if name not in MODELS:
+                raise ValueError(f"model.name must be one of {sorted(MODELS)}, got {name!r}")
+            chosen = [section for section in self.models_by_task.values()
+                      if section["name"] == name]
+            return chosen[0] if chosen else {"name": name}
+        if self.models_by_task:
+            try:
+                task = self.task_for(data)
+            except ValueError:
+                return self.model
+            return self.models_by_task.get(task, self.model)
+        return self.model
 
     def _configuration(self, data_arguments: Mapping[str, Any],
-                       model_arguments: Mapping[str, Any]) -> Config:
+                       model_arguments: Mapping[str, Any],
+                       model_section: Mapping[str, Any]) -> Config:
         data = {"train_samples": None, "val_samples": None, "test_samples": None,
                 "cache": True, "normalize": False, "normalization": {},
                 "test_overrides": {}}
@@ -239,9 +276,9 @@ class Experiment:
         data.update(copy.deepcopy(dict(self.data)))
         graph = copy.deepcopy(GRAPH_DEFAULTS)
         graph.update(copy.deepcopy(dict(self.graph)))
-        model = {"name": self.model["name"]}
+        model = {"name": model_section["name"]}
         model.update(model_arguments)
-        model.update(copy.deepcopy(dict(self.model)))
+        model.update(copy.deepcopy(dict(model_section)))
         train = copy.deepcopy(TRAIN_DEFAULTS)
         train.update(copy.deepcopy(dict(self.train)))
         return {"experiment": self.name, "seed": 0, "data": data, "graph": graph,
@@ -286,8 +323,11 @@ def register(experiment: Experiment) -> Experiment:
     """Add an experiment to :data:`EXPERIMENTS` (names must be new)."""
     if experiment.name in EXPERIMENTS:
         raise ValueError(f"an experiment named {experiment.name!r} exists already")
-    if experiment.task not in TASKS:
-        raise ValueError(f"task must be one of {sorted(TASKS)}, got {experiment.task!r}")
+    if experiment.task not in TASKS and experiment.task != "auto":
+        raise ValueError(f"task must be one of {sorted(TASKS)} or 'auto', got "
+                         f"{experiment.task!r}")
+    if experiment.task == "auto" and experiment.task_rule is None:
+        raise ValueError("an experiment with task='auto' needs a task_rule")
     if experiment.model.get("name") not in MODELS:
         raise ValueError(f"model name must be one of {sorted(MODELS)}, got "
                          f"{experiment.model.get('name')!r}")
@@ -371,6 +411,42 @@ register(Experiment(
     graph={"levels": 3},
     model={"name": "unet", "channels": [16, 32, 64], "K": 3},
     train={"epochs": 8, "batch_size": 16, "lr": 3e-3},
+))
+
+def _files_task(data: Mapping[str, Any]) -> str:
+    from ..data.sources.targets import task_of_data  # light: no torch
+
+    return task_of_data(data)
+
+
+def _file_class_names(data: Mapping[str, Any]) -> tuple[str, ...]:
+    if data.get("class_names"):
+        return tuple(str(name) for name in data["class_names"])
+    if data.get("num_classes"):
+        return tuple(str(index) for index in range(int(data["num_classes"])))
+    return ()
+
+
+register(Experiment(
+    name="files",
+    description="your own files: data.source healpix (FITS / .npy / HealSparse maps), grid "
+                "(netCDF / zarr lat-lon fields) or stations (CSV / Parquet tables), with "
+                "data.labels (classification), data.target (per-node regression or, with "
+                "data.num_classes, segmentation) or data.lead (forecast)",
+    dataset="deepsphere_pyg.data.sources:FileData", task="auto", task_rule=_files_task,
+    # Samples are read from the files at every epoch (cache: true keeps them in memory).
+    data={"normalize": True, "cache": False},
+    graph={"levels": 3},
+    model={"name": "unet", "channels": [16, 32, 64], "K": 3},
+    models_by_task={
+        "classification": {"name": "deepsphere", "channels": [16, 32, 64], "K": 5,
+                           "head": "statistic", "statistic": "meanvar"},
+        "segmentation": {"name": "unet", "channels": [16, 32, 64], "K": 3},
+        "regression": {"name": "unet", "channels": [16, 32, 64], "K": 3},
+    },
+    train={"epochs": 10, "batch_size": 8, "lr": 3e-3},
+    class_names=_file_class_names,
+    user_data=True,
 ))
 
 #: The experiment of ``deepsphere-pyg train`` without arguments.

@@ -25,19 +25,20 @@ def write_run_figures(folder: Path, config: Mapping[str, Any], experiment: Exper
     from .. import plots
 
     names = experiment.names_of_classes(config["data"])
+    kind = experiment.task_for(config["data"])
     samples = [test_set[index] for index in range(min(NUM_EXAMPLES, len(test_set)))]
     written = [folder / "examples.png", folder / "learning_curves.png"]
     plots.plot_maps([_last_channel(sample) for sample in samples], graph, written[0],
-                    titles=[_label(sample, experiment, names) for sample in samples])
+                    titles=[_label(sample, kind, names) for sample in samples])
     plots.plot_learning_curves(result["history"], written[1],
                                best_epoch=result.get("best_epoch"))
 
-    if experiment.task != "classification":
+    if kind != "classification":
         sample = samples[0]
         task.eval()
         with torch.no_grad():
             output = task(sample.x.unsqueeze(0).to(task.device))[0].cpu()
-        if experiment.task == "segmentation":
+        if kind == "segmentation":
             truth, predicted = sample.y_node.float(), output.argmax(-1).float()
         else:
             truth = sample.y_node.reshape(sample.y_node.shape[0], -1)[:, 0]
@@ -48,7 +49,7 @@ def write_run_figures(folder: Path, config: Mapping[str, Any], experiment: Exper
 
     if result.get("confusion_matrix") is not None:
         accuracy = 100 * result.get("test_accuracy", 0.0)
-        scope = "per map" if experiment.task == "classification" else "per node"
+        scope = "per map" if kind == "classification" else "per node"
         written.append(folder / "confusion_matrix.png")
         plots.plot_confusion_matrix(torch.tensor(result["confusion_matrix"]).numpy(),
                                     written[-1], class_names=names or None,
@@ -61,8 +62,8 @@ def _last_channel(sample: Any) -> torch.Tensor:
     return sample.x.reshape(sample.x.shape[0], -1)[:, -1].cpu()
 
 
-def _label(sample: Any, experiment: Experiment, names: tuple[str, ...]) -> str:
-    if experiment.task == "classification":
+def _label(sample: Any, kind: str, names: tuple[str, ...]) -> str:
+    if kind == "classification":
         label = int(sample.y.reshape(-1)[0])
         return f"class {names[label] if names else label}"
     return "input"

@@ -19,7 +19,7 @@ import csv
 import io
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..data.files import HealpixFileDataset
+from ..data.signal import SphereSignal
 from ..io import atomic_path, write_text_atomic
 from .engine import input_transform, read_checkpoint_config
 from .experiments import build_hierarchy, build_model, dataset_arguments, get_experiment
@@ -70,18 +71,7 @@ def load_trained_model(checkpoint: str | os.PathLike
     dataset = experiment.dataset("test", 1, int(config["seed"]),
                                  **dataset_arguments(config["data"], "test"))
     hierarchy = build_hierarchy(dataset, config["graph"])
-    stored = torch.load(path, map_location="cpu", weights_only=True)
-    weights = {key.removeprefix("model."): value for key, value in stored["state_dict"].items()
-               if key.startswith("model.")}
-    info = stored["deepsphere_pyg"]
-    model = build_model(config["model"], hierarchy, int(info["in_channels"]),
-                        int(info["out_channels"]))
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as error:
-        raise ValueError(f"{path}: the weights do not fit the model of its configuration "
-                         f"({error})") from error
-    return model.eval(), config, hierarchy
+    return _load_weights(path, config, hierarchy), config, hierarchy
 
 
 def read_inputs(paths: Sequence[str], ordering: str | None, hierarchy: Any
@@ -127,7 +117,18 @@ def read_inputs(paths: Sequence[str], ordering: str | None, hierarchy: Any
 
 def predict(checkpoint: str | os.PathLike, inputs: Sequence[str], output: str | os.PathLike,
             *, ordering: str | None = None, batch_size: int = 16) -> list[Path]:
-    """Predict every input map with a checkpoint; returns the files written."""
+    """Predict every input map with a checkpoint; returns the files written.
+
+    A model trained on the user's files (the ``files`` experiment) reads ``inputs`` as
+    files of its ``data.source`` with the run's options and writes its predictions in
+    their format (:func:`predict_files`).
+    """
+    config = read_checkpoint_config(resolve_checkpoint(checkpoint))
+    if get_experiment(config["experiment"]).user_data:
+        if ordering is not None:
+            config["data"]["ordering"] = ordering
+        return predict_files(checkpoint, inputs, output, batch_size=batch_size,
+                             config=config)
     model, config, hierarchy = load_trained_model(checkpoint)
     experiment = get_experiment(config["experiment"])
     maps, names, nside = read_inputs(inputs, ordering, hierarchy)
@@ -148,10 +149,11 @@ def predict(checkpoint: str | os.PathLike, inputs: Sequence[str], output: str | 
     result = torch.cat(outputs)
     folder = Path(output)
     folder.mkdir(parents=True, exist_ok=True)
-    if experiment.task == "classification":
+    kind = experiment.task_for(config["data"])
+    if kind == "classification":
         return _write_classes(result, names, experiment.names_of_classes(config["data"]),
                               folder)
-    return _write_node_maps(result, names, experiment.task, hierarchy[0], nside, folder)
+    return _write_node_maps(result, names, kind, hierarchy[0], nside, folder)
 
 
 def _apply(normalize: Any, x: torch.Tensor) -> torch.Tensor:
@@ -205,3 +207,99 @@ def _write_fits_atomic(path: Path, values: np.ndarray) -> None:
 def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
     with atomic_path(path, ".npy") as tmp:
         np.save(tmp, array)
+
+
+def predict_files(checkpoint: str | os.PathLike, inputs: Sequence[str],
+                  output: str | os.PathLike, *, batch_size: int = 16,
+                  config: dict[str, Any] | None = None) -> list[Path]:
+    """Predict the user's files ``inputs`` with a checkpoint of the ``files`` experiment.
+
+    The files are read as the run's ``data.source`` with its options (variables, mask,
+    region, columns); the graphs are built on them with the run's ``graph`` section, so
+    that the nodes may differ from the training files' (a fully convolutional model, such
+    as the U-Net, applies to another region or station set). Every sample with enough
+    history is predicted; nodes whose inputs are missing get NaN.
+
+    Outputs: classification, ``predictions.csv`` / ``.json`` (one row per sample, named as
+    the source names them); per-node tasks, the source's own format
+    (:meth:`~deepsphere_pyg.data.sources.base.FileSource.write`: FITS / HealSparse maps,
+    a netCDF / zarr Dataset on the input's coordinates, a CSV / Parquet table) with one
+    channel ``class`` (segmentation) or ``<target>_prediction`` per target (regression;
+    a forecast is written at the time of its last input, ``data.lead`` samples before
+    the time it predicts).
+
+    Raises:
+        ValueError: inputs without the run's variables, or a model that does not fit them.
+    """
+    from ..data.sources import open_source
+    from ..data.sources.dataset import forecast_inputs
+
+    path = resolve_checkpoint(checkpoint)
+    config = read_checkpoint_config(path) if config is None else config
+    arguments = dataset_arguments(config["data"], "test")
+    source = open_source(arguments.get("source"), list(inputs), arguments)
+    hierarchy = build_hierarchy(source, config["graph"])
+    model = _load_weights(path, config, hierarchy)
+    kind = get_experiment(config["experiment"]).task_for(config["data"])
+    variables = source.check_variables(_run_inputs(config), "the run's data.inputs")
+    history = int(arguments.get("history") or 1)
+    positions = list(range(history - 1, source.num_samples))
+    if not positions:
+        raise ValueError(f"the inputs hold {source.num_samples} samples; the model needs "
+                         f"{history} (data.history)")
+    normalize = input_transform(config["data"])
+    outputs, valid_nodes = [], []
+    with torch.no_grad():
+        for start in range(0, len(positions), batch_size):
+            chunk = []
+            for position in positions[start:start + batch_size]:
+                x = forecast_inputs(source, position, variables, history)
+                valid = np.isfinite(x).all(axis=1)
+                sample = SphereSignal(x=torch.from_numpy(
+                    np.where(valid[:, None], x, 0.0).astype(np.float32)),
+                    node_mask=torch.from_numpy(valid))
+                if normalize is not None:
+                    sample = normalize(sample)
+                chunk.append(sample.x)
+                valid_nodes.append(valid)
+            outputs.append(model(torch.stack(chunk)))
+    result = torch.cat(outputs)
+    folder = Path(output)
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [source.names[position] for position in positions]
+    if kind == "classification":
+        classes = get_experiment(config["experiment"]).names_of_classes(config["data"])
+        return _write_classes(result, names, classes, folder)
+    if kind == "segmentation":
+        values, channels = result.argmax(-1, keepdim=True).float().numpy(), ["class"]
+    else:
+        values = result.reshape(result.shape[0], result.shape[1], -1).numpy()
+        targets = config["data"].get("target") or _run_inputs(config)
+        targets = [targets] if isinstance(targets, str) else list(targets)
+        channels = [f"{name}_prediction" for name in targets][:values.shape[-1]]
+    values = values.astype(np.float32)
+    values[~np.stack(valid_nodes)] = np.nan
+    return source.write(values, positions, channels, folder)
+
+
+def _run_inputs(config: Mapping[str, Any]) -> list[str]:
+    """The input variables of a run (stored by the engine in ``data.inputs``)."""
+    inputs = config["data"].get("inputs")
+    if not inputs:
+        raise ValueError("the run's configuration names no data.inputs")
+    return [inputs] if isinstance(inputs, str) else list(inputs)
+
+
+def _load_weights(path: Path, config: Mapping[str, Any], hierarchy: Any) -> torch.nn.Module:
+    stored = torch.load(path, map_location="cpu", weights_only=True)
+    weights = {key.removeprefix("model."): value for key, value in stored["state_dict"].items()
+               if key.startswith("model.")}
+    info = stored["deepsphere_pyg"]
+    model = build_model(config["model"], hierarchy, int(info["in_channels"]),
+                        int(info["out_channels"]))
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        raise ValueError(f"{path}: the weights do not fit the model of its configuration "
+                         f"on these inputs ({error})") from error
+    return model.eval()

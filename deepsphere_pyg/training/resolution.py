@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config as configuration
-from .experiments import DEFAULT_EXPERIMENT, get_experiment
+from .experiments import DEFAULT_EXPERIMENT, Experiment, get_experiment
 
 #: The sections whose keys are, besides the engine's own, the arguments of the data set
 #: and of the model (known once their classes are imported).
@@ -47,13 +47,33 @@ def resolve_config(experiment: str | None = None, config_files: Sequence[str] = 
     named = [content["experiment"] for content in files if "experiment" in content]
     name = experiment or (named[-1] if named else DEFAULT_EXPERIMENT)
     chosen = get_experiment(name)
+    model = _model_section(chosen, files, overrides)
     # The moved keys warn once, in the full resolution.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        _check_outline(chosen.outline(), files, overrides, name)
-    resolved = configuration.resolve(chosen.defaults(), files, overrides)
+        _check_outline(chosen.outline(model), files, overrides, name)
+    resolved = configuration.resolve(chosen.defaults(model), files, overrides)
     _check_resolved(resolved, name)
     return resolved
+
+
+def _model_section(experiment: Experiment, files: Sequence[Mapping[str, Any]],
+                   overrides: Sequence[str]) -> Mapping[str, Any]:
+    """The model section a run starts from (:meth:`Experiment.model_section`): the
+    ``model.name`` and the data keys that decide the task, as the files and overrides set
+    them (the last wins), read before the configuration is resolved, since the model's
+    arguments are keys of the configuration."""
+    data = dict(experiment.data)
+    name = None
+    changes = [content for content in files]
+    changes += [configuration.nest_override(*configuration.parse_override(text))
+                for text in overrides]
+    for change in changes:
+        if isinstance(change.get("data"), Mapping):
+            data.update(change["data"])
+        if isinstance(change.get("model"), Mapping) and "name" in change["model"]:
+            name = change["model"]["name"]
+    return experiment.model_section(data, name)
 
 
 def _check_outline(outline: Mapping[str, Any], files: Sequence[Mapping[str, Any]],
@@ -129,7 +149,7 @@ def check_config(config: Mapping[str, Any]) -> None:
     if train["accelerator"] not in ("auto", "cpu", "gpu", "cuda"):
         raise ValueError(f"train.accelerator must be 'auto', 'cpu' or 'gpu', got "
                          f"{train['accelerator']!r}")
-    task = get_experiment(config["experiment"]).task
+    task = get_experiment(config["experiment"]).task_for(config["data"])
     metrics = ["val_loss"] + (["val_mse", "val_r2"] if task == "regression"
                               else ["val_accuracy"])
     if train["monitor"] not in metrics:
