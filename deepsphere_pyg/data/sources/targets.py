@@ -30,6 +30,16 @@ def task_of(labels: object, target: object, lead: object, num_classes: object) -
 
 
 def task_of_data(data: Mapping[str, Any]) -> str:
-    """:func:`task_of` of a ``data`` configuration section."""
+    """:func:`task_of` of a ``data`` configuration section.
+
+    Raises:
+        ValueError: no ``data.source`` (saying what the section needs), or the faults of
+            :func:`task_of`.
+    """
+    if data.get("source") is None:
+        raise ValueError("data.source is not set: the files experiment trains on your own "
+                         "files; set data.source (healpix, grid or stations), data.path and "
+                         "the targets (data.labels, data.target or data.lead); deepsphere-pyg "
+                         "train --help shows a YAML file for each source")
     return task_of(data.get("labels"), data.get("target"), data.get("lead"),
                    data.get("num_classes"))
