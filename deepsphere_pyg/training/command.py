@@ -8,6 +8,7 @@ import textwrap
 
 from .config import dump_yaml
 from .experiments import DEFAULT_EXPERIMENT, EXPERIMENTS, get_experiment
+from .file_examples import FILE_EXAMPLES
 
 TRAIN_EPILOG = """\
 examples:
@@ -19,7 +20,12 @@ examples:
   torchrun --nproc_per_node 4 -m deepsphere_pyg.cli train --output runs/ddp
 
 Configuration keys: deepsphere-pyg experiments --show NAME prints an experiment's full
-configuration (every key can be set with --set or in a --config YAML file)."""
+configuration (every key can be set with --set or in a --config YAML file).
+
+your own files (experiment files), one YAML file per data.source; then
+  deepsphere-pyg train --config my.yaml --output runs/mine
+  deepsphere-pyg predict runs/mine new_files... --output predictions
+"""
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
@@ -28,7 +34,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         "train", help="train a model (default: the digits experiment, about a minute)",
         description="Train, validate and test an experiment; write checkpoints, metrics "
                     "and figures to a run folder.",
-        epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=TRAIN_EPILOG + "".join(
+            f"\n# {source}.yaml\n{text}" for source, text in FILE_EXAMPLES.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_argument("--experiment", metavar="NAME", default=None,
                        help=f"experiment to run (default {DEFAULT_EXPERIMENT!r}, or the one "
                             "named in --config); see deepsphere-pyg experiments")
