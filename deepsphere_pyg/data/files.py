@@ -145,42 +145,16 @@ class HealpixFileDataset(torch.utils.data.Dataset):
 
     # ------------------------------------------------------------------ set-up
     def _init_npy(self) -> None:
-        if len(self.paths) != 1:
-            raise ValueError("give one .npy file (holding every map [M, 12 nside^2(, C)]) "
-                             f"or FITS files, got {len(self.paths)} paths including .npy")
-        if self.ordering is None:
-            raise ValueError(f"{self.paths[0]}: a .npy array does not record its HEALPix pixel "
-                             "ordering; pass ordering='ring' or ordering='nest'")
-        array = np.load(self.paths[0], mmap_mode="r")
-        if array.ndim == 1:
-            array = array[None, :]
-        if array.ndim not in (2, 3) or array.shape[0] < 1:
-            raise ValueError(f"{self.paths[0]} must hold maps [M, 12 nside^2] or "
-                             f"[M, 12 nside^2, C], got shape {array.shape}")
-        self.array = array
-        self.nside = _nside_of(array.shape[1], str(self.paths[0]))
+        self.array, self.nside = open_npy_maps(self.paths, self.ordering)
+        array = self.array
         self.num_channels = 1 if array.ndim == 2 else int(array.shape[2])
         self._nest = [self.ordering] * int(array.shape[0])
         self._explicit = [False] * int(array.shape[0])
 
     def _init_fits(self) -> None:
-        npy = [str(p) for p in self.paths if p.suffix.lower() == ".npy"]
-        if npy:
-            raise ValueError(f"give one .npy file or FITS files, not both ({npy[0]})")
         self.array = None
-        self._nest, self._explicit = [], []
-        self.nside = None
-        for path in self.paths:
-            nest, nside, explicit = _fits_info(path, self.field, self.ordering)
-            if self.nside is None:
-                self.nside = nside
-            elif nside != self.nside:
-                raise ValueError(
-                    f"{path} holds a map of {hp.nside2npix(nside)} pixels (nside {nside}) but "
-                    f"{self.paths[0]} one of {hp.nside2npix(self.nside)} (nside {self.nside}); "
-                    "give maps of one resolution (healpy.ud_grade)")
-            self._nest.append(nest)
-            self._explicit.append(explicit)
+        self._nest, self._explicit, self.nside = fits_layout(self.paths, self.field,
+                                                             self.ordering)
         self.num_channels = len(self.field) if isinstance(self.field, tuple) else 1
 
     def _init_mask(self, mask: object, ordering: str | None) -> np.ndarray | None:
@@ -188,11 +162,7 @@ class HealpixFileDataset(torch.utils.data.Dataset):
             return None
         if isinstance(mask, (str, os.PathLike)):
             ordering = "nest"  # read_map converts by the file's ORDERING header
-            path = Path(mask)
-            if not path.is_file():
-                raise FileNotFoundError(f"mask file not found: {path}")
-            values = hp.read_map(path, nest=True, dtype=np.float64)
-            mask = np.isfinite(values) & (values != 0) & ~_is_unseen(values)
+            mask = read_mask_file(mask)
         elif isinstance(mask, torch.Tensor):
             mask = mask.detach().cpu().numpy()
         pixels = pixels_from_mask(np.asarray(mask), self.nside, True, self.check_ordering,
@@ -283,18 +253,8 @@ class HealpixFileDataset(torch.utils.data.Dataset):
         nest, source = self._nest[index], self.source(index)
         if self.is_npy:
             return np.asarray(self.array[index], dtype=np.float64), nest, source
-        path = self.paths[index]
-        try:
-            values = hp.read_map(path, field=self.field, nest=None, dtype=np.float64,
-                                 partial=self._explicit[index])
-        except (OSError, ValueError, KeyError, IndexError) as error:
-            raise ValueError(f"{path}: cannot read the HEALPix map ({error})") from error
-        values = np.asarray(values, dtype=np.float64)
-        if values.ndim == 2:
-            values = values.T
-        if values.shape[0] != self.npix:
-            raise ValueError(f"{path} holds {values.shape[0]} pixels, expected "
-                             f"{self.npix} (nside {self.nside})")
+        values = read_fits_map(self.paths[index], self.field, self._explicit[index],
+                               self.nside)
         return values, nest, source
 
     def _gather(self, raw: np.ndarray, nest: bool) -> np.ndarray:
@@ -389,6 +349,102 @@ def check_map_ordering(
             f"in {this} than in {that} order; pass ordering='{that.lower()}' (or fix the "
             "FITS ORDERING keyword), or check_ordering=False if the map really has no "
             "spatial structure")
+
+
+# ------------------------------------------------- readers shared with HealpixSource
+def open_npy_maps(paths: Sequence[Path], ordering: bool | None) -> tuple[np.ndarray, int]:
+    """The maps of one ``.npy`` file, memory-mapped, and their ``nside``.
+
+    Args:
+        paths: the one ``.npy`` path (a list, so that several paths are refused).
+        ordering: ``True`` (NEST) or ``False`` (RING); ``None`` is refused (a ``.npy`` file
+            records no ordering).
+
+    Returns:
+        ``([M, 12 nside^2]`` or ``[M, 12 nside^2, C]`` array (a ``[12 nside^2]`` file is
+        one map), ``nside)``.
+
+    Raises:
+        ValueError: several paths, no ordering, a shape that is not maps of HEALPix size.
+    """
+    if len(paths) != 1:
+        raise ValueError("give one .npy file (holding every map [M, 12 nside^2(, C)]) "
+                         f"or FITS files, got {len(paths)} paths including .npy")
+    if ordering is None:
+        raise ValueError(f"{paths[0]}: a .npy array does not record its HEALPix pixel "
+                         "ordering; pass ordering='ring' or ordering='nest'")
+    array = np.load(paths[0], mmap_mode="r")
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim not in (2, 3) or array.shape[0] < 1:
+        raise ValueError(f"{paths[0]} must hold maps [M, 12 nside^2] or "
+                         f"[M, 12 nside^2, C], got shape {array.shape}")
+    return array, _nside_of(array.shape[1], str(paths[0]))
+
+
+def fits_layout(paths: Sequence[Path], field: int | tuple[int, ...],
+                ordering: bool | None) -> tuple[list[bool], list[bool], int]:
+    """``(nest, explicit, nside)`` of HEALPix FITS files, from their headers: per file
+    whether it is NEST and partial-sky (``INDXSCHM = EXPLICIT``), and the common ``nside``.
+
+    Raises:
+        ValueError: a ``.npy`` path among them; a header that is not a HEALPix map's, that
+            lacks ``field`` or contradicts ``ordering``; files of different ``nside``.
+    """
+    npy = [str(p) for p in paths if p.suffix.lower() == ".npy"]
+    if npy:
+        raise ValueError(f"give one .npy file or FITS files, not both ({npy[0]})")
+    nests, explicits, first = [], [], None
+    for path in paths:
+        nest, nside, explicit = _fits_info(path, field, ordering)
+        if first is None:
+            first = nside
+        elif nside != first:
+            raise ValueError(
+                f"{path} holds a map of {hp.nside2npix(nside)} pixels (nside {nside}) but "
+                f"{paths[0]} one of {hp.nside2npix(first)} (nside {first}); "
+                "give maps of one resolution (healpy.ud_grade)")
+        nests.append(nest)
+        explicits.append(explicit)
+    return nests, explicits, int(first)
+
+
+def read_fits_map(path: Path, field: int | tuple[int, ...], explicit: bool,
+                  nside: int) -> np.ndarray:
+    """Column(s) ``field`` of a HEALPix FITS file in its stored ordering: ``[12 nside^2]``
+    (an int ``field``) or ``[12 nside^2, C]`` float64, ``healpy.UNSEEN`` where a partial-sky
+    (``explicit``) file lists no value.
+
+    Raises:
+        ValueError: an unreadable file or a map of another size (naming the file).
+    """
+    try:
+        values = hp.read_map(path, field=field, nest=None, dtype=np.float64,
+                             partial=explicit)
+    except (OSError, ValueError, KeyError, IndexError) as error:
+        raise ValueError(f"{path}: cannot read the HEALPix map ({error})") from error
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim == 2:
+        values = values.T
+    npix = hp.nside2npix(nside)
+    if values.shape[0] != npix:
+        raise ValueError(f"{path} holds {values.shape[0]} pixels, expected "
+                         f"{npix} (nside {nside})")
+    return values
+
+
+def read_mask_file(path: PathLike) -> np.ndarray:
+    """A FITS mask file as a boolean NEST map (converted by its ``ORDERING`` header;
+    ``True`` where the value is finite, nonzero and not ``healpy.UNSEEN``).
+
+    Raises:
+        FileNotFoundError: no such file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"mask file not found: {path}")
+    values = hp.read_map(path, nest=True, dtype=np.float64)
+    return np.isfinite(values) & (values != 0) & ~_is_unseen(values)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -162,3 +162,60 @@ def test_grid_segmentation_on_a_masked_region(tmp_path):
     inside = (np.abs(lat)[:, None] <= 60) & (np.abs(lon)[None, :] <= 100)
     assert np.isnan(written[:, ~inside]).all()
     assert set(np.unique(written[:, inside & ~np.isnan(written[0])])) <= {0.0, 1.0}
+
+
+def test_healpix_fits_maps_with_labels_and_a_mask(tmp_path):
+    hp = pytest.importorskip("healpy")
+    nside, maps = 16, 12
+    rng = np.random.default_rng(3)
+    npix = hp.nside2npix(nside)
+    theta, _ = hp.pix2ang(nside, np.arange(npix))  # RING order, healpy's default
+    footprint = (np.abs(90 - np.degrees(theta)) > 20).astype(np.float64)
+    hp.write_map(str(tmp_path / "footprint.fits"), footprint, dtype=np.float64)
+    labels = np.arange(maps) % 2
+    for index in range(maps):
+        signal = rng.normal(size=npix) * (1 + labels[index])
+        hp.write_map(str(tmp_path / f"map_{index:02d}.fits"), [signal, signal**2],
+                     column_names=["TEMPERATURE", "POWER"], dtype=np.float64)
+    (tmp_path / "labels.csv").write_text("label\n" + "\n".join(map(str, labels)) + "\n")
+    config = _write_config(tmp_path / "healpix.yaml", {
+        "source": "healpix", "path": str(tmp_path / "map_*.fits"), "inputs": ["TEMPERATURE"],
+        "labels": str(tmp_path / "labels.csv"), "mask": str(tmp_path / "footprint.fits"),
+        "splits": {"train": 0.5, "val": 0.25, "test": 0.25}}, model={"channels": [4, 8]})
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--output", str(run),
+                 "--no-figures"]) == 0
+    assert main(["predict", str(run), *sorted(map(str, tmp_path.glob("map_*.fits"))),
+                 "--output", str(tmp_path / "out")]) == 0
+    rows = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    assert rows["input"].tolist() == [f"map_{index:02d}" for index in range(maps)]
+    assert set(rows["class"]) <= {0, 1}
+
+
+def test_healsparse_partial_sky_regression_writes_healsparse_maps(tmp_path):
+    healsparse = pytest.importorskip("healsparse")
+    hp = pytest.importorskip("healpy")
+    nside, maps = 32, 8
+    rng = np.random.default_rng(4)
+    pixels = hp.query_disc(nside, hp.ang2vec(40.0, 20.0, lonlat=True), np.radians(25),
+                           nest=True)
+    for index in range(maps):
+        record = np.zeros(pixels.size, dtype=[("g1", "f4"), ("kappa", "f4")])
+        record["g1"] = rng.normal(size=pixels.size)
+        record["kappa"] = 0.5 * record["g1"] + 0.1 * rng.normal(size=pixels.size)
+        sparse = healsparse.HealSparseMap.make_empty(8, nside, dtype=record.dtype,
+                                                     primary="g1")
+        sparse[pixels] = record
+        sparse.write(str(tmp_path / f"tile_{index}.hsp"))
+    config = _write_config(tmp_path / "hs.yaml", {
+        "source": "healpix", "path": str(tmp_path / "tile_*.hsp"), "inputs": ["g1"],
+        "target": "kappa", "splits": {"train": 0.5, "val": 0.25, "test": 0.25}},
+        model={"channels": [4, 8]})
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--output", str(run),
+                 "--no-figures"]) == 0
+    assert main(["predict", str(run), str(tmp_path / "tile_0.hsp"), "--output",
+                 str(tmp_path / "out")]) == 0
+    written = healsparse.HealSparseMap.read(str(tmp_path / "out" / "tile_0_prediction.hsp"))
+    np.testing.assert_array_equal(np.sort(written.valid_pixels), np.sort(pixels))
+    assert np.isfinite(written[np.sort(pixels)]).all()
