@@ -435,7 +435,8 @@ register(Experiment(
                 "data.num_classes, segmentation) or data.lead (forecast)",
     dataset="deepsphere_pyg.data.sources:FileData", task="auto", task_rule=_files_task,
     # Samples are read from the files at every epoch (cache: true keeps them in memory).
-    data={"normalize": True, "cache": False},
+    data={"normalize": True, "cache": False,
+          "splits": {"train": 0.8, "val": 0.1, "test": 0.1}},
     graph={"levels": 3},
     model={"name": "unet", "channels": [16, 32, 64], "K": 3},
     models_by_task={

@@ -126,6 +126,9 @@ class FileData(torch.utils.data.Dataset):
                    "layout": layout, "duplicates": duplicates,
                    "merge_distance": merge_distance}
         self.source = open_source(source, path, options)
+        self.paths = expand_paths(path)
+        self.labels_path = labels if isinstance(labels, (str, os.PathLike)) else None
+        self.mask_path = mask if isinstance(mask, (str, os.PathLike)) else None
         self.task = task_of(labels, target, lead, num_classes)
         self.split, self.transform = split, transform
         self.history = _int_at_least(history, "data.history", 1)
@@ -216,9 +219,15 @@ class FileData(torch.utils.data.Dataset):
 
     def settled(self) -> dict[str, Any]:
         """``data`` keys that the files decided (the input variables when ``inputs`` is
-        not given, the number of classes of ``labels``), stored in the run's
-        configuration so that ``predict`` reads the same variables into the same model."""
-        keys: dict[str, Any] = {"inputs": list(self.inputs)}
+        not given, the number of classes of ``labels``, the files as absolute paths, a
+        glob expanded), stored in the run's configuration so that ``predict`` reads the
+        same variables into the same model and a resumed run reads the same files from
+        any folder."""
+        keys: dict[str, Any] = {"inputs": list(self.inputs),
+                                "path": [str(path.resolve()) for path in self.paths]}
+        for key, value in (("labels", self.labels_path), ("mask", self.mask_path)):
+            if value is not None:
+                keys[key] = str(Path(value).resolve())
         if self.num_classes is not None:
             keys["num_classes"] = self.num_classes
         return keys

@@ -1,6 +1,6 @@
 r"""Train / validation / test splits of a user's samples, by fraction or by key range.
 
-``data.split`` takes one of two forms:
+``data.splits`` takes one of two forms:
 
 * **fractions**, ``{train: 0.8, val: 0.1, test: 0.1}`` (summing to 1 or less): the samples
   are shuffled with ``split_seed`` and cut in that order, for independent samples (maps
@@ -25,7 +25,7 @@ import numpy as np
 
 from ..base import SPLITS
 
-#: The default ``data.split``.
+#: The default ``data.splits``.
 DEFAULT_SPLIT = {"train": 0.8, "val": 0.1, "test": 0.1}
 
 
@@ -45,13 +45,13 @@ def split_indices(keys: np.ndarray, candidates: np.ndarray, split: Mapping[str, 
         ``{"train": [M_train], "val": [M_val], "test": [M_test]}`` increasing indices.
 
     Raises:
-        ValueError: naming ``data.split`` and the fault (unknown split name, a missing
+        ValueError: naming ``data.splits`` and the fault (unknown split name, a missing
             split, fractions out of ``(0, 1]`` or summing over 1, a bad range, an empty
             split, overlapping ranges).
     """
     split = dict(DEFAULT_SPLIT if split is None else split)
     if not isinstance(split, Mapping) or set(split) != set(SPLITS):
-        raise ValueError(f"data.split must give train, val and test (fractions such as "
+        raise ValueError(f"data.splits must give train, val and test (fractions such as "
                          f"{DEFAULT_SPLIT} or ranges [start, stop]), got {split!r}")
     values = [split[name] for name in SPLITS]
     if all(_is_number(value) for value in values):
@@ -59,11 +59,11 @@ def split_indices(keys: np.ndarray, candidates: np.ndarray, split: Mapping[str, 
     elif all(isinstance(value, Sequence) and not isinstance(value, str) for value in values):
         chosen = _by_range(keys, candidates, values)
     else:
-        raise ValueError("data.split: give every split as a fraction (0.8) or every split "
+        raise ValueError("data.splits: give every split as a fraction (0.8) or every split "
                          f"as a range [start, stop], not a mix: got {split!r}")
     for name, indices in zip(SPLITS, chosen, strict=True):
         if indices.size == 0:
-            raise ValueError(f"data.split: the {name} split holds no sample ({split[name]!r} "
+            raise ValueError(f"data.splits: the {name} split holds no sample ({split[name]!r} "
                              f"of {candidates.size} usable samples); widen it")
     return dict(zip(SPLITS, chosen, strict=True))
 
@@ -76,9 +76,9 @@ def _by_fraction(candidates: np.ndarray, fractions: list[float], seed: int, orde
                  ) -> list[np.ndarray]:
     for name, fraction in zip(SPLITS, fractions, strict=True):
         if not 0 < fraction <= 1:
-            raise ValueError(f"data.split.{name} must be a fraction in (0, 1], got {fraction!r}")
+            raise ValueError(f"data.splits.{name} must be a fraction in (0, 1], got {fraction!r}")
     if sum(fractions) > 1 + 1e-9:
-        raise ValueError(f"data.split fractions sum to {sum(fractions):g} > 1; make them sum "
+        raise ValueError(f"data.splits fractions sum to {sum(fractions):g} > 1; make them sum "
                          "to 1 or less")
     order = candidates if ordered else np.random.default_rng(seed).permutation(candidates)
     total = candidates.size
@@ -94,7 +94,7 @@ def _by_range(keys: np.ndarray, candidates: np.ndarray, ranges: list[Sequence[An
     usable = keys[candidates]
     for name, bounds in zip(SPLITS, ranges, strict=True):
         if len(bounds) != 2:
-            raise ValueError(f"data.split.{name} must be [start, stop], got {list(bounds)!r}")
+            raise ValueError(f"data.splits.{name} must be [start, stop], got {list(bounds)!r}")
         start, stop = (_key(bound, keys, name) for bound in bounds)
         inside = np.ones(usable.size, dtype=bool)
         if start is not None:
@@ -106,7 +106,7 @@ def _by_range(keys: np.ndarray, candidates: np.ndarray, ranges: list[Sequence[An
         for second in range(first + 1, len(SPLITS)):
             common = np.intersect1d(chosen[first], chosen[second])
             if common.size:
-                raise ValueError(f"data.split: the {SPLITS[first]} and {SPLITS[second]} "
+                raise ValueError(f"data.splits: the {SPLITS[first]} and {SPLITS[second]} "
                                  f"ranges share {common.size} sample(s) (key "
                                  f"{keys[common[0]]}); make the ranges disjoint "
                                  "(stop is excluded)")
@@ -121,10 +121,10 @@ def _key(bound: object, keys: np.ndarray, name: str) -> Any:
         try:
             return np.datetime64(str(bound)).astype(keys.dtype)
         except ValueError as error:
-            raise ValueError(f"data.split.{name}: {bound!r} is not a time (the samples are "
+            raise ValueError(f"data.splits.{name}: {bound!r} is not a time (the samples are "
                              "indexed by time: give ISO dates such as '2019-01-01')"
                              ) from error
     if not _is_number(bound) or int(bound) != bound:
-        raise ValueError(f"data.split.{name}: {bound!r} is not a sample index (the samples "
+        raise ValueError(f"data.splits.{name}: {bound!r} is not a sample index (the samples "
                          "have no time axis: give integers)")
     return int(bound)

@@ -95,7 +95,9 @@ def test_labels_give_classification_with_every_sample_once(table, tmp_path):
             expected[~np.isfinite(expected).all(axis=1)] = 0.0  # a missing value: the node
             np.testing.assert_array_equal(sample.x.numpy(), expected)
             assert sample.node_mask.sum() == NODES - (position == 3)
-    assert sets["train"].settled() == {"inputs": ["v0", "v1"], "num_classes": 3}
+    assert sets["train"].settled() == {
+        "inputs": ["v0", "v1"], "num_classes": 3, "path": [str(path.resolve())],
+        "labels": str((tmp_path / "labels.txt").resolve())}
 
 
 def test_target_variables_and_missing_values(table):
