@@ -66,14 +66,17 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     listing.set_defaults(run=run_experiments)
 
     predict = commands.add_parser(
-        "predict", help="apply a trained checkpoint to FITS / .npy maps",
+        "predict", help="apply a trained checkpoint to maps or to your files",
         description="Apply a checkpoint (or a run folder's best checkpoint) to maps and "
                     "write the predictions: a CSV for classifiers, FITS maps for per-pixel "
-                    "HEALPix models, .npy otherwise.")
+                    "HEALPix models, .npy otherwise. A run of the files experiment reads "
+                    "its own kind of files (FITS / HealSparse maps, netCDF / zarr grids, "
+                    "CSV / Parquet tables) and writes its predictions in the same format.")
     predict.add_argument("checkpoint", metavar="CHECKPOINT",
                          help="a .ckpt file or a run folder")
     predict.add_argument("inputs", nargs="+", metavar="INPUT",
-                         help="HEALPix FITS files, or one .npy array [M, N(, F)]")
+                         help="HEALPix FITS files, or one .npy array [M, N(, F)]; for a "
+                              "files run: files of its data.source")
     predict.add_argument("--ordering", choices=("ring", "nest"), default=None,
                          help="pixel ordering of a .npy input (FITS files: from the header)")
     predict.add_argument("--output", metavar="DIR", default="predictions",
