@@ -82,6 +82,10 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--output", metavar="DIR", default="predictions",
                          help="output folder (default ./predictions)")
     predict.add_argument("--batch-size", type=int, default=16)
+    predict.add_argument("--set", metavar="data.KEY=VALUE", action="append", default=[],
+                         dest="overrides",
+                         help="files runs: change a data key of the run for these inputs, "
+                              "e.g. --set data.mask=moved/footprint.fits (repeatable)")
     predict.set_defaults(run=run_predict)
 
 
@@ -194,7 +198,7 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     written = predict(args.checkpoint, args.inputs, args.output, ordering=args.ordering,
-                      batch_size=args.batch_size)
+                      batch_size=args.batch_size, overrides=args.overrides)
     for path in written:
         print(f"wrote {path}")
     table = [path for path in written if path.name == "predictions.json"]

@@ -115,11 +115,15 @@ def build_datasets(config: Mapping[str, Any], transform: Any = None
 def fit_normalization(dataset: SyntheticSphereDataset, limit: int = NORMALIZATION_SAMPLES
                       ) -> dict[str, list[float]]:
     """Per-channel mean and standard deviation of the inputs over the first ``limit``
-    samples of ``dataset`` (valid nodes only)."""
+    samples of ``dataset`` (valid nodes only), or over the ``limit`` samples that its
+    ``normalization_positions(limit)`` names (spread over a time series)."""
     total = np.zeros(0)
     squares = np.zeros(0)
     count = 0
-    for index in range(min(limit, len(dataset))):
+    chosen = getattr(dataset, "normalization_positions", None)
+    positions = chosen(limit) if chosen is not None else range(min(limit, len(dataset)))
+    for index in positions:
+        index = int(index)
         sample = dataset[index]
         x = sample.x.double().reshape(sample.x.shape[0], -1)
         mask = getattr(sample, "node_mask", None)
@@ -130,6 +134,10 @@ def fit_normalization(dataset: SyntheticSphereDataset, limit: int = NORMALIZATIO
         total += x.sum(0).numpy()
         squares += x.pow(2).sum(0).numpy()
         count += x.shape[0]
+    if count == 0:
+        raise ValueError("data.normalize: no node of the training samples read has every "
+                         "input channel finite (an input variable missing everywhere?); "
+                         "check data.inputs")
     mean = total / count
     std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
     std[std == 0] = 1.0

@@ -30,6 +30,7 @@ import torch
 from ..data.files import HealpixFileDataset
 from ..data.signal import SphereSignal
 from ..io import atomic_path, write_text_atomic
+from . import config as configuration
 from .engine import input_transform, read_checkpoint_config
 from .experiments import build_hierarchy, build_model, dataset_arguments, get_experiment
 
@@ -116,19 +117,38 @@ def read_inputs(paths: Sequence[str], ordering: str | None, hierarchy: Any
 
 
 def predict(checkpoint: str | os.PathLike, inputs: Sequence[str], output: str | os.PathLike,
-            *, ordering: str | None = None, batch_size: int = 16) -> list[Path]:
+            *, ordering: str | None = None, batch_size: int = 16,
+            overrides: Sequence[str] = ()) -> list[Path]:
     """Predict every input map with a checkpoint; returns the files written.
 
     A model trained on the user's files (the ``files`` experiment) reads ``inputs`` as
-    files of its ``data.source`` with the run's options and writes its predictions in
+    files of its ``data.source`` with the run's options, changed by ``overrides``
+    (``"data.KEY=VALUE"``, e.g. a mask file that moved), and writes its predictions in
     their format (:func:`predict_files`).
+
+    Raises:
+        ValueError: ``overrides`` for a run of a generated experiment, or naming a key
+            outside ``data`` or a key that changes the model (``data.inputs``, the
+            targets, the normalisations).
     """
     config = read_checkpoint_config(resolve_checkpoint(checkpoint))
     if get_experiment(config["experiment"]).user_data:
         if ordering is not None:
             config["data"]["ordering"] = ordering
+        for text in overrides:
+            key, value = configuration.parse_override(text)
+            section, _, name = key.partition(".")
+            if section != "data" or name in FIXED_AT_PREDICT:
+                raise ValueError(f"predict --set {text!r}: only data keys that say how to "
+                                 "read the inputs may change (not "
+                                 f"{', '.join(FIXED_AT_PREDICT)})")
+            config = configuration.merge(config, configuration.nest_override(key, value),
+                                         source=f"predict --set {text!r}")
         return predict_files(checkpoint, inputs, output, batch_size=batch_size,
                              config=config)
+    if overrides:
+        raise ValueError("predict --set applies to runs of the files experiment; this run "
+                         f"is of {config['experiment']!r}")
     model, config, hierarchy = load_trained_model(checkpoint)
     experiment = get_experiment(config["experiment"])
     maps, names, nside = read_inputs(inputs, ordering, hierarchy)
@@ -209,6 +229,13 @@ def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
         np.save(tmp, array)
 
 
+#: ``data`` keys of a files run that ``predict --set`` may not change (they define the
+#: model's inputs and outputs).
+FIXED_AT_PREDICT = ("source", "inputs", "labels", "target", "lead", "history",
+                    "num_classes", "class_names", "normalize", "normalization",
+                    "normalize_target", "target_normalization")
+
+
 def predict_files(checkpoint: str | os.PathLike, inputs: Sequence[str],
                   output: str | os.PathLike, *, batch_size: int = 16,
                   config: dict[str, Any] | None = None) -> list[Path]:
@@ -232,15 +259,59 @@ def predict_files(checkpoint: str | os.PathLike, inputs: Sequence[str],
         ValueError: inputs without the run's variables, or a model that does not fit them.
     """
     from ..data.sources import open_source
-    from ..data.sources.dataset import forecast_inputs
 
     path = resolve_checkpoint(checkpoint)
     config = read_checkpoint_config(path) if config is None else config
     arguments = dataset_arguments(config["data"], "test")
-    source = open_source(arguments.get("source"), list(inputs), arguments)
+    kind = get_experiment(config["experiment"]).task_for(config["data"])
+    # HEALPix maps without data.mask take their nodes from the maps' valid pixels: each
+    # file is predicted on its own, whatever else is listed.
+    groups = ([[item] for item in inputs] if arguments.get("source") == "healpix"
+              and arguments.get("mask") is None else [list(inputs)])
+    folder = Path(output)
+    folder.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    logits, names = [], []
+    for group in groups:
+        try:
+            source = open_source(arguments.get("source"), group, arguments)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"{error} (data.path is the inputs given to predict; "
+                                    "data.mask and data.labels are the run's: change them "
+                                    "with predict --set data.mask=...)") from error
+        result, positions, valid = _predict_source(source, config, arguments, path,
+                                                   batch_size)
+        if kind == "classification":
+            logits.append(result)
+            names += [source.names[position] for position in positions]
+            continue
+        if kind == "segmentation":
+            values, channels = result.argmax(-1, keepdim=True).float().numpy(), ["class"]
+        else:
+            values = result.reshape(result.shape[0], result.shape[1], -1).numpy()
+            stats = config["data"].get("target_normalization") or {}
+            if stats:  # the model predicts standardised targets (data.normalize_target)
+                values = values * np.asarray(stats["std"]) + np.asarray(stats["mean"])
+            targets = config["data"].get("target") or _run_inputs(config)
+            targets = [targets] if isinstance(targets, str) else list(targets)
+            channels = [f"{name}_prediction" for name in targets][:values.shape[-1]]
+        values = values.astype(np.float32)
+        values[~valid] = np.nan
+        written += source.write(values, positions, channels, folder)
+    if kind == "classification":
+        classes = get_experiment(config["experiment"]).names_of_classes(config["data"])
+        return _write_classes(torch.cat(logits), names, classes, folder)
+    return written
+
+
+def _predict_source(source: Any, config: Mapping[str, Any], arguments: Mapping[str, Any],
+                    path: Path, batch_size: int) -> tuple[torch.Tensor, list[int], np.ndarray]:
+    """The model's outputs ``[S, ...]`` on every sample of ``source`` with enough history,
+    their positions, and the valid nodes ``[S, N]`` (every input finite)."""
+    from ..data.sources.dataset import forecast_inputs
+
     hierarchy = build_hierarchy(source, config["graph"])
     model = _load_weights(path, config, hierarchy)
-    kind = get_experiment(config["experiment"]).task_for(config["data"])
     variables = source.check_variables(_run_inputs(config), "the run's data.inputs")
     history = int(arguments.get("history") or 1)
     positions = list(range(history - 1, source.num_samples))
@@ -263,23 +334,7 @@ def predict_files(checkpoint: str | os.PathLike, inputs: Sequence[str],
                 chunk.append(sample.x)
                 valid_nodes.append(valid)
             outputs.append(model(torch.stack(chunk)))
-    result = torch.cat(outputs)
-    folder = Path(output)
-    folder.mkdir(parents=True, exist_ok=True)
-    names = [source.names[position] for position in positions]
-    if kind == "classification":
-        classes = get_experiment(config["experiment"]).names_of_classes(config["data"])
-        return _write_classes(result, names, classes, folder)
-    if kind == "segmentation":
-        values, channels = result.argmax(-1, keepdim=True).float().numpy(), ["class"]
-    else:
-        values = result.reshape(result.shape[0], result.shape[1], -1).numpy()
-        targets = config["data"].get("target") or _run_inputs(config)
-        targets = [targets] if isinstance(targets, str) else list(targets)
-        channels = [f"{name}_prediction" for name in targets][:values.shape[-1]]
-    values = values.astype(np.float32)
-    values[~np.stack(valid_nodes)] = np.nan
-    return source.write(values, positions, channels, folder)
+    return torch.cat(outputs), positions, np.stack(valid_nodes)
 
 
 def _run_inputs(config: Mapping[str, Any]) -> list[str]:

@@ -52,9 +52,19 @@ def resolve_config(experiment: str | None = None, config_files: Sequence[str] = 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         _check_outline(chosen.outline(model), files, overrides, name)
-    resolved = configuration.resolve(chosen.defaults(model), files, overrides)
+    resolved = _settle_paths(configuration.resolve(chosen.defaults(model), files, overrides))
     _check_resolved(resolved, name)
     return resolved
+
+
+def _settle_paths(config: dict[str, Any]) -> dict[str, Any]:
+    """File paths of an experiment on the user's files made absolute (globs expanded):
+    :func:`~deepsphere_pyg.data.sources.targets.absolute_paths`."""
+    if get_experiment(config["experiment"]).user_data:
+        from ..data.sources.targets import absolute_paths  # light: no torch
+
+        config["data"] = absolute_paths(config["data"])
+    return config
 
 
 def _model_section(experiment: Experiment, files: Sequence[Mapping[str, Any]],
@@ -203,7 +213,7 @@ def resume_config(folder: str | os.PathLike, experiment: str | None = None,
                          f"experiment {stored.get('experiment')!r}; leave --experiment out "
                          "when resuming")
     files = [configuration.load_yaml(path) for path in config_files]
-    resolved = configuration.resolve(stored, files, overrides)
+    resolved = _settle_paths(configuration.resolve(stored, files, overrides))
     changed = [line.partition(":")[0] for line in configuration.differences(stored, resolved)]
     if changed:
         before, after = configuration.flatten(stored), configuration.flatten(resolved)

@@ -24,7 +24,7 @@ def _write_config(path, data, graph=None, model=None):
     return path
 
 
-def _stations_table(path, stations=150, steps=24, seed=0):
+def _stations_table(path, stations=150, steps=48, seed=0):
     rng = np.random.default_rng(seed)
     lon = rng.uniform(-180, 180, stations)
     lat = np.degrees(np.arcsin(rng.uniform(-1, 1, stations)))
@@ -164,7 +164,7 @@ def test_grid_segmentation_on_a_masked_region(tmp_path):
     assert set(np.unique(written[:, inside & ~np.isnan(written[0])])) <= {0.0, 1.0}
 
 
-def test_healpix_fits_maps_with_labels_and_a_mask(tmp_path):
+def test_healpix_fits_maps_with_labels_and_a_mask(tmp_path, capsys):
     hp = pytest.importorskip("healpy")
     nside, maps = 16, 12
     rng = np.random.default_rng(3)
@@ -185,8 +185,14 @@ def test_healpix_fits_maps_with_labels_and_a_mask(tmp_path):
     run = tmp_path / "run"
     assert main(["train", "--config", str(config), "--output", str(run),
                  "--no-figures"]) == 0
-    assert main(["predict", str(run), *sorted(map(str, tmp_path.glob("map_*.fits"))),
-                 "--output", str(tmp_path / "out")]) == 0
+    (tmp_path / "footprint.fits").rename(tmp_path / "moved.fits")
+    maps_in = sorted(map(str, tmp_path.glob("map_*.fits")))
+    assert main(["predict", str(run), *maps_in, "--output", str(tmp_path / "out")]) == 2
+    assert "predict --set data.mask" in capsys.readouterr().err
+    assert main(["predict", str(run), *maps_in, "--output", str(tmp_path / "out"),
+                 "--set", f"data.mask={tmp_path / 'moved.fits'}"]) == 0
+    assert main(["predict", str(run), *maps_in, "--set", "data.inputs=[POWER]"]) == 2
+    assert "only data keys that say how to read" in capsys.readouterr().err
     rows = pd.read_csv(tmp_path / "out" / "predictions.csv")
     assert rows["input"].tolist() == [f"map_{index:02d}" for index in range(maps)]
     assert set(rows["class"]) <= {0, 1}
@@ -219,3 +225,23 @@ def test_healsparse_partial_sky_regression_writes_healsparse_maps(tmp_path):
     written = healsparse.HealSparseMap.read(str(tmp_path / "out" / "tile_0_prediction.hsp"))
     np.testing.assert_array_equal(np.sort(written.valid_pixels), np.sort(pixels))
     assert np.isfinite(written[np.sort(pixels)]).all()
+
+
+def test_paths_are_stored_absolute_and_resume_accepts_the_same_config(tmp_path,
+                                                                      monkeypatch):
+    _stations_table(tmp_path / "stations.csv", steps=20)
+    monkeypatch.chdir(tmp_path)
+    config = _write_config(tmp_path / "st.yaml", {
+        "source": "stations", "path": "stat*.csv", "inputs": ["pressure"],
+        "target": "t2m"})
+    resolved = resolve_config(config_files=["st.yaml"])
+    assert resolved["data"]["path"] == [str(tmp_path / "stations.csv")]
+    assert main(["train", "--config", "st.yaml", "--output", "run", "--no-figures"]) == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["train", "--output", str(tmp_path / "run"), "--resume", "--set",
+                 "train.epochs=2", "--no-figures"]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--config", "st.yaml", "--output", "run", "--resume", "--set",
+                 "train.epochs=3", "--no-figures"]) == 0

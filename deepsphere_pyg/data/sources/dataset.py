@@ -36,6 +36,7 @@ from __future__ import annotations
 import functools
 import numbers
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,11 @@ class FileData(torch.utils.data.Dataset):
         class_names: names of the classes (``num_classes`` of them).
         splits: fractions or key ranges of the three splits (:mod:`.splits`).
         split_seed: shuffle seed of fractional splits.
+        normalize_target: standardise regression targets with the mean and standard
+            deviation of the training split (per target; ``predict`` undoes it), so that
+            the loss weighs targets of any unit alike.
+        target_normalization: the statistics ``{mean: [T], std: [T]}`` (fitted when
+            empty; stored in the run's configuration).
         ordering, mask, mask_ordering, check_ordering: HEALPix sources (:mod:`.healpix`).
         region, mask_variable, lat_name, lon_name, time_name: grid sources (:mod:`.grid`).
         columns, layout, duplicates, merge_distance: station tables (:mod:`.stations`).
@@ -103,6 +109,8 @@ class FileData(torch.utils.data.Dataset):
         class_names: Sequence[str] | None = None,
         splits: Mapping[str, Any] | None = None,
         split_seed: int = 0,
+        normalize_target: bool = True,
+        target_normalization: Mapping[str, Sequence[float]] | None = None,
         ordering: str | None = None,
         mask: PathLike | None = None,
         mask_ordering: str | None = None,
@@ -126,9 +134,6 @@ class FileData(torch.utils.data.Dataset):
                    "layout": layout, "duplicates": duplicates,
                    "merge_distance": merge_distance}
         self.source = open_source(source, path, options)
-        self.paths = expand_paths(path)
-        self.labels_path = labels if isinstance(labels, (str, os.PathLike)) else None
-        self.mask_path = mask if isinstance(mask, (str, os.PathLike)) else None
         self.task = task_of(labels, target, lead, num_classes)
         self.split, self.transform = split, transform
         self.history = _int_at_least(history, "data.history", 1)
@@ -149,8 +154,14 @@ class FileData(torch.utils.data.Dataset):
             self.inputs = self.source.check_variables(inputs, "data.inputs")
         if self.lead is not None and self.target is None:
             self.target = list(self.inputs)
+        if self.lead is None and self.target is not None:
+            copied = [name for name in self.target if name in self.inputs]
+            if copied:
+                raise ValueError(f"data.target {copied} is also in data.inputs: the model "
+                                 "would learn to copy it; remove it from data.inputs, or "
+                                 "set data.lead to forecast it")
         self.labels = None if labels is None else read_labels(labels,
-                                                              self.source.num_samples)
+                                                              self.source.names)
         self.num_classes = _classes(num_classes, self.labels, self.task)
         if class_names is not None and self.num_classes is not None and (
                 len(class_names) != self.num_classes):
@@ -163,13 +174,26 @@ class FileData(torch.utils.data.Dataset):
         if last <= first:
             raise ValueError(f"the files hold {count} samples: too few for data.history "
                              f"{self.history} and data.lead {self.lead}")
-        candidates = np.arange(first, last)
-        chosen = split_indices(self.source.keys, candidates, splits,
-                               _int_at_least(split_seed, "data.split_seed", 0),
-                               ordered=self.lead is not None)[split]
+        candidates = regular_windows(self.source.keys, np.arange(first, last),
+                                     self.history, self.lead or 0)
+        every = split_indices(self.source.keys, candidates, splits,
+                              _int_at_least(split_seed, "data.split_seed", 0),
+                              ordered=self.lead is not None)
+        if self.lead is not None:
+            every = windows_inside(every, self.source.num_samples, self.history, self.lead)
+        chosen = every[split]
         if num_samples is not None:
             chosen = chosen[:_int_at_least(num_samples, f"data.{split}_samples", 1)]
         self.indices = chosen
+        self.target_mean = self.target_std = None
+        if self.task == "regression" and normalize_target:
+            stats = dict(target_normalization or {}) or self._fit_targets(every["train"])
+            self.target_mean = np.asarray(stats["mean"], dtype=np.float64)
+            self.target_std = np.asarray(stats["std"], dtype=np.float64)
+            if self.target_mean.shape != (len(self.target),) or self.target_std.shape != (
+                    len(self.target),) or np.any(self.target_std <= 0):
+                raise ValueError(f"data.target_normalization must hold mean and std (> 0) "
+                                 f"for each of the {len(self.target)} target(s), got {stats}")
         self._cache: dict[int, SphereSignal] | None = {} if cache else None
 
     # ------------------------------------------------------------------ samples
@@ -206,11 +230,39 @@ class FileData(torch.utils.data.Dataset):
                 fields["y_node"] = torch.from_numpy(
                     _node_classes(y[:, 0], valid, self.num_classes, self.target[0]))
             else:
+                if self.target_mean is not None:
+                    y = np.where(valid[:, None], (y - self.target_mean) / self.target_std, 0.0)
                 fields["y_node"] = torch.from_numpy(
                     np.ascontiguousarray(y[:, 0] if y.shape[1] == 1 else y, np.float32))
         x = np.where(valid[:, None], x, 0.0).astype(np.float32)
         return SphereSignal(x=torch.from_numpy(x), node_mask=torch.from_numpy(valid),
                             **fields)
+
+    def _fit_targets(self, train: np.ndarray) -> dict[str, list[float]]:
+        """Mean and standard deviation of each target over the valid nodes of up to
+        :data:`FIT_SAMPLES` training samples spread over the split."""
+        total = np.zeros(len(self.target))
+        squares = np.zeros(len(self.target))
+        count = 0
+        for position in spread(train, FIT_SAMPLES):
+            y = self.source.read(int(position) + (self.lead or 0), self.target).astype(
+                np.float64)
+            ok = np.isfinite(y).all(axis=1)
+            total += y[ok].sum(axis=0)
+            squares += (y[ok] ** 2).sum(axis=0)
+            count += int(ok.sum())
+        if count == 0:
+            raise ValueError(f"data.target {self.target}: no valid (finite) value in the "
+                             "training split")
+        mean = total / count
+        std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+        std[std == 0] = 1.0
+        return {"mean": mean.tolist(), "std": std.tolist()}
+
+    def normalization_positions(self, limit: int) -> np.ndarray:
+        """Up to ``limit`` indices of this split spread over it (the engine fits the input
+        normalisation on them: in time order, the first samples would be one season)."""
+        return spread(np.arange(len(self)), limit)
 
     # ------------------------------------------------------------------- graphs
     def hierarchy(self, levels: int, **kwargs: Any) -> SphereHierarchy:
@@ -219,23 +271,87 @@ class FileData(torch.utils.data.Dataset):
 
     def settled(self) -> dict[str, Any]:
         """``data`` keys that the files decided (the input variables when ``inputs`` is
-        not given, the number of classes of ``labels``, the files as absolute paths, a
-        glob expanded), stored in the run's configuration so that ``predict`` reads the
-        same variables into the same model and a resumed run reads the same files from
-        any folder."""
-        keys: dict[str, Any] = {"inputs": list(self.inputs),
-                                "path": [str(path.resolve()) for path in self.paths]}
-        for key, value in (("labels", self.labels_path), ("mask", self.mask_path)):
-            if value is not None:
-                keys[key] = str(Path(value).resolve())
+        not given, the number of classes of ``labels``, the target normalisation), stored
+        in the run's configuration so that ``predict`` reads the same variables into the
+        same model."""
+        keys: dict[str, Any] = {"inputs": list(self.inputs)}
         if self.num_classes is not None:
             keys["num_classes"] = self.num_classes
+        if self.target_mean is not None:
+            keys["target_normalization"] = {"mean": self.target_mean.tolist(),
+                                            "std": self.target_std.tolist()}
         return keys
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(split={self.split!r}, source="
                 f"{self.source.name!r}, samples={len(self)}, inputs={self.inputs}, "
                 f"task={self.task!r})")
+
+
+#: Training samples read to fit the target normalisation.
+FIT_SAMPLES = 256
+
+
+def spread(indices: np.ndarray, limit: int) -> np.ndarray:
+    """At most ``limit`` of ``indices``, evenly spaced over them (all when fewer)."""
+    if indices.size <= limit:
+        return indices
+    return indices[np.linspace(0, indices.size - 1, limit).round().astype(int)]
+
+
+def regular_windows(keys: np.ndarray, candidates: np.ndarray, history: int, lead: int
+                    ) -> np.ndarray:
+    """The ``candidates`` whose window (``history`` inputs ending at the sample, the
+    target ``lead`` samples later) is evenly spaced in time: a window across a gap in the
+    time axis (two files a year apart, a missing day) would pair times further apart
+    than ``history`` and ``lead`` say. Sources without times keep every candidate.
+
+    Raises:
+        ValueError: no window is evenly spaced.
+    """
+    if (history == 1 and lead == 0) or not np.issubdtype(keys.dtype, np.datetime64):
+        return candidates
+    steps = np.diff(keys)
+    step = np.median(steps.astype(np.int64)).astype(steps.dtype)
+    regular = np.concatenate([[False], steps == step])  # regular[i]: keys[i] - keys[i-1]
+    good = np.cumsum(~regular)  # equal over a run of evenly spaced times
+    kept = candidates[good[candidates - history + 1] == good[candidates + lead]] if (
+        candidates.size) else candidates
+    if kept.size == 0:
+        raise ValueError(f"no sample has {history} input time(s) and a target {lead} "
+                         f"step(s) later evenly spaced at the time step {step}: the time "
+                         "axis has gaps; check data.path, data.history and data.lead")
+    if kept.size < candidates.size:
+        warnings.warn(f"{candidates.size - kept.size} of {candidates.size} forecast samples "
+                      f"skipped: their inputs and target span a gap in the time axis (time "
+                      f"step {step})", stacklevel=3)
+    return kept
+
+
+def windows_inside(splits: Mapping[str, np.ndarray], count: int, history: int, lead: int
+                   ) -> dict[str, np.ndarray]:
+    """Each split's samples whose whole window (inputs ``p - history + 1 .. p`` and
+    target ``p + lead``) lies in no other split: no time step is seen in training as an
+    input or a target and tested again.
+
+    Raises:
+        ValueError: a split left empty (too few samples for the gaps).
+    """
+    owner = np.full(count, -1)
+    for number, name in enumerate(SPLITS):
+        owner[splits[name]] = number
+    kept = {}
+    for number, name in enumerate(SPLITS):
+        positions = splits[name]
+        window = positions[:, None] + np.arange(-history + 1, lead + 1)[None, :]
+        owners = owner[window]
+        inside = ((owners == number) | (owners == -1)).all(axis=1)
+        kept[name] = positions[inside]
+        if kept[name].size == 0:
+            raise ValueError(f"data.splits: the {name} split holds no forecast sample whose "
+                             f"inputs and target (data.history {history}, data.lead {lead}) "
+                             "stay inside it; give it more time steps")
+    return kept
 
 
 def forecast_inputs(source: FileSource, position: int, inputs: Sequence[str],
@@ -269,15 +385,24 @@ def open_source(name: str | None, path: PathLike | Sequence[PathLike] | None,
     paths = expand_paths(path)
     own = {key: options.get(key, default) for key, default in cls.options.items()}
     stamp = tuple((os.fspath(p), _mtime(p)) for p in paths)
-    return _open_cached(name, stamp, _freeze(own))
+    # Files named by options (a mask) are part of the key too: a changed or moved file
+    # is read again.
+    version = tuple(_mtime(Path(value)) for key, value in own.items()
+                    if key == "mask" and isinstance(value, (str, os.PathLike)))
+    return _open_cached(name, stamp, _freeze(own), version)
 
 
 def _mtime(path: Path) -> int:
-    return path.stat().st_mtime_ns
+    """Modification time of ``path`` in ns (-1 when it does not exist)."""
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return -1
 
 
 @functools.lru_cache(maxsize=4)
-def _open_cached(name: str, stamp: tuple[tuple[str, int], ...], frozen: Any) -> FileSource:
+def _open_cached(name: str, stamp: tuple[tuple[str, int], ...], frozen: Any,
+                 version: tuple[int, ...]) -> FileSource:
     options = _thaw(frozen)
     return source_class(name)([Path(p) for p, _ in stamp], **options)
 
@@ -300,15 +425,20 @@ def _thaw(value: Any) -> Any:
     return value
 
 
-def read_labels(labels: PathLike | Sequence[Any], count: int) -> np.ndarray:
-    """``[count]`` integer class labels from a file (``.npy``, ``.txt``: one per line,
-    ``.csv``: a ``label`` column or the single column) or a list.
+def read_labels(labels: PathLike | Sequence[Any], names: Sequence[str]) -> np.ndarray:
+    """Integer class labels of the samples ``names``, in sample order.
+
+    From a list or a file: ``.npy``; ``.txt`` (one per line); ``.csv`` with a ``label``
+    column (or a single column), in sample order, or matched to the samples by a column
+    that names them (``name``, ``file``, ``map``, ``sample`` or ``input``: the file stems
+    or times of :attr:`FileSource.names`, e.g. ``map_07``).
 
     Raises:
         FileNotFoundError: a missing file.
-        ValueError: a file of another length than the samples, non-integer or negative
-            labels (named, with the file).
+        ValueError: a file of another length than the samples, names that are missing or
+            repeated, non-integer or negative labels (named, with the file).
     """
+    count = len(names)
     if isinstance(labels, (str, os.PathLike)):
         file = Path(labels)
         if not file.is_file():
@@ -317,7 +447,7 @@ def read_labels(labels: PathLike | Sequence[Any], count: int) -> np.ndarray:
         if suffix == ".npy":
             values = np.load(file)
         elif suffix == ".csv":
-            values = _csv_labels(file)
+            values = _csv_labels(file, names)
         else:
             values = np.loadtxt(file, ndmin=1)
         name = str(file)
@@ -334,11 +464,15 @@ def read_labels(labels: PathLike | Sequence[Any], count: int) -> np.ndarray:
     return values.astype(np.int64)
 
 
-def _csv_labels(file: Path) -> np.ndarray:
+#: Columns of a labels CSV that name the samples.
+NAME_COLUMNS = ("name", "file", "map", "sample", "input")
+
+
+def _csv_labels(file: Path, names: Sequence[str]) -> np.ndarray:
     import csv
 
     with open(file, newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle))
+        rows = [row for row in csv.reader(handle) if row]
     if not rows:
         raise ValueError(f"{file} is empty; give one label per sample")
     header = [cell.strip().lower() for cell in rows[0]]
@@ -351,10 +485,31 @@ def _csv_labels(file: Path) -> np.ndarray:
     else:
         raise ValueError(f"{file} has columns {rows[0]}: name the labels' column 'label'")
     try:
-        return np.array([float(row[column]) for row in body if row])
+        values = np.array([float(row[column]) for row in body])
     except (ValueError, IndexError) as error:
         raise ValueError(f"{file}: the label column holds a value that is not a "
                          f"number ({error})") from error
+    named = [index for index, cell in enumerate(header) if cell in NAME_COLUMNS]
+    if not named or "label" not in header:
+        return values
+    keys = [Path(row[named[0]].strip()).name for row in body]
+    stems = {_stem(key): position for position, key in enumerate(keys)}
+    if len(stems) != len(keys):
+        raise ValueError(f"{file}: the {header[named[0]]!r} column names a sample twice")
+    missing = [name for name in names if name not in stems]
+    if missing:
+        raise ValueError(f"{file}: no label for {len(missing)} sample(s), e.g. "
+                         f"{missing[0]!r} (the {header[named[0]]!r} column is matched to "
+                         "the file names without extension)")
+    return values[[stems[name] for name in names]]
+
+
+def _stem(name: str) -> str:
+    """A file name without its extensions (``map_07.fits.gz`` -> ``map_07``)."""
+    stem = name
+    while Path(stem).suffix and not Path(stem).suffix[1:].isdigit():
+        stem = Path(stem).stem
+    return stem
 
 
 def _numeric(text: str) -> bool:

@@ -220,6 +220,12 @@ class HealpixSource(FileSource):
             kind = _kind(path)
             if kind == "npy":
                 array = np.load(path)
+                if mask_ordering is None:
+                    # An array records no ordering, and at low nside the structural check
+                    # cannot always tell a RING galactic cut from a NEST footprint.
+                    raise ValueError(f"{source}: a .npy mask (a map or pixel ids) does not "
+                                     "record its HEALPix ordering; set data.mask_ordering to "
+                                     "'ring' (healpy's default) or 'nest'")
             elif mask_ordering is not None:
                 raise ValueError(f"{source}: mask_ordering={mask_ordering!r} applies to .npy "
                                  "and array masks; a FITS or HealSparse mask file gives its "

@@ -3,8 +3,13 @@
 
 from __future__ import annotations
 
+import glob
+import os
 from collections.abc import Mapping
 from typing import Any
+
+#: ``data`` keys holding file paths, made absolute when a configuration is resolved.
+PATH_KEYS = ("path", "labels", "mask")
 
 
 def task_of(labels: object, target: object, lead: object, num_classes: object) -> str:
@@ -43,3 +48,30 @@ def task_of_data(data: Mapping[str, Any]) -> str:
                          "train --help shows a YAML file for each source")
     return task_of(data.get("labels"), data.get("target"), data.get("lead"),
                    data.get("num_classes"))
+
+
+def absolute_paths(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a ``data`` section whose file paths (:data:`PATH_KEYS`) are absolute,
+    relative ones taken from the current folder, glob patterns of ``path`` expanded
+    (sorted): a run's configuration then names the same files from any folder (resume,
+    predict) and compares equal to the same configuration given again. Paths that do not
+    exist are kept (the data set reports them); lists in ``labels`` (inline labels) and
+    arrays are left alone."""
+    settled = dict(data)
+    for key in PATH_KEYS:
+        value = settled.get(key)
+        if isinstance(value, (str, os.PathLike)):
+            items, single = [value], key != "path"
+        elif key == "path" and isinstance(value, (list, tuple)) and all(
+                isinstance(item, (str, os.PathLike)) for item in value):
+            items, single = list(value), False
+        else:
+            continue
+        expanded: list[str] = []
+        for item in items:
+            text = os.fspath(item)
+            matches = sorted(glob.glob(text)) if key == "path" and glob.has_magic(text) \
+                else []
+            expanded.extend(os.path.abspath(match) for match in (matches or [text]))
+        settled[key] = expanded[0] if single else expanded
+    return settled

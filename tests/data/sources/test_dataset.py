@@ -95,9 +95,7 @@ def test_labels_give_classification_with_every_sample_once(table, tmp_path):
             expected[~np.isfinite(expected).all(axis=1)] = 0.0  # a missing value: the node
             np.testing.assert_array_equal(sample.x.numpy(), expected)
             assert sample.node_mask.sum() == NODES - (position == 3)
-    assert sets["train"].settled() == {
-        "inputs": ["v0", "v1"], "num_classes": 3, "path": [str(path.resolve())],
-        "labels": str((tmp_path / "labels.txt").resolve())}
+    assert sets["train"].settled() == {"inputs": ["v0", "v1"], "num_classes": 3}
 
 
 def test_target_variables_and_missing_values(table):
@@ -109,19 +107,64 @@ def test_target_variables_and_missing_values(table):
     assert data.indices.tolist() == list(range(10))
     sample = data[3]
     assert not sample.node_mask[5] and sample.node_mask.sum() == NODES - 1
-    np.testing.assert_array_equal(sample.y_node.numpy(), np.nan_to_num(values[3][:, 0]))
+    # Targets standardised with the training split's statistics (valid nodes only).
+    train = values[:10, :, 0]
+    mean, std = np.nanmean(train), np.nanstd(train)
+    np.testing.assert_allclose(data.target_mean, [mean], rtol=1e-6)
+    np.testing.assert_allclose(data.target_std, [std], rtol=1e-5)
+    expected = np.where(np.isfinite(values[3][:, 0]), (values[3][:, 0] - mean) / std, 0.0)
+    np.testing.assert_allclose(sample.y_node.numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert data.settled()["target_normalization"]["mean"] == data.target_mean.tolist()
+    raw = dataset_module.FileData("val", source="table", path=path, target="v0",
+                                  normalize_target=False)
+    position = int(raw.indices[0])
+    np.testing.assert_array_equal(raw[0].y_node.numpy(), values[position][:, 0])
+    with pytest.raises(ValueError, match="also in data.inputs"):
+        dataset_module.FileData("train", source="table", path=path, target="v0",
+                                inputs=["v0", "v1"])
 
 
 def test_forecast_stacks_history_and_targets_lead_steps_later(table):
     path, values = table
-    data = dataset_module.FileData("test", source="table", path=path, inputs=["v2"],
-                                   lead=2, history=3,
-                                   splits={"train": 0.6, "val": 0.2, "test": 0.2})
-    # Usable positions 2 .. 17 (16 of them), cut in time order: the test split is the last.
-    assert data.indices.tolist() == [15, 16, 17]
-    sample = data[0]
-    np.testing.assert_array_equal(sample.x.numpy(), values[13:16, :, 2].T)
-    np.testing.assert_array_equal(sample.y_node.numpy(), values[17, :, 2])
+    sets = {split: dataset_module.FileData(split, source="table", path=path, inputs=["v2"],
+                                           lead=1, history=2, normalize_target=False,
+                                           splits={"train": 0.6, "val": 0.2, "test": 0.2})
+            for split in ("train", "val", "test")}
+    # Usable positions 1 .. 18, cut in time order into 1..11, 12..14, 15..18; a sample
+    # stays only if its inputs (p-1, p) and its target (p+1) are in no other split.
+    assert sets["train"].indices.tolist() == list(range(1, 11))
+    assert sets["val"].indices.tolist() == [13]
+    assert sets["test"].indices.tolist() == [16, 17, 18]
+    sample = sets["test"][2]
+    np.testing.assert_array_equal(sample.x.numpy(), values[17:19, :, 2].T)
+    np.testing.assert_array_equal(sample.y_node.numpy(), values[19, :, 2])
+    with pytest.raises(ValueError, match="val split holds no forecast sample"):
+        dataset_module.FileData("train", source="table", path=path, inputs=["v2"], lead=2,
+                                history=3, splits={"train": 0.6, "val": 0.2, "test": 0.2})
+
+
+def test_forecasts_skip_windows_across_time_gaps(table, tmp_path):
+    _, values = table
+    path = tmp_path / "daily.npy"
+    np.save(path, values)
+    real = TableSource.keys.fget
+
+    def with_gap(self):  # day 10 onwards one year later: a gap in the time axis
+        keys = real(self).copy()
+        keys[10:] += np.timedelta64(365, "D")
+        return keys
+
+    TableSource.keys = property(with_gap)
+    try:
+        with pytest.warns(UserWarning, match="2 of 18 forecast samples skipped"):
+            data = dataset_module.FileData(
+                "train", source="table", path=path, inputs=["v2"], lead=1, history=2,
+                splits={"train": [None, "2020-06-01"], "val": ["2021-01-01", "2021-01-15"],
+                        "test": ["2021-01-15", None]})
+    finally:
+        TableSource.keys = property(real)
+    # Days 0..9 of 2020, then ten days of 2021: no sample pairs the two years.
+    assert data.indices.tolist() == list(range(1, 9))
 
 
 def test_segmentation_targets_are_checked(table, tmp_path):
@@ -192,3 +235,17 @@ def test_fraction_split_is_seeded_and_disjoint():
     assert not np.array_equal(first["test"], other["test"])
     assert sum(len(v) for v in first.values()) == 50
     assert len(np.unique(np.concatenate(list(first.values())))) == 50
+
+
+def test_labels_csv_rows_are_matched_to_the_samples_by_name(table, tmp_path):
+    path, _ = table
+    labels = np.arange(SAMPLES) % 2
+    rows = [f"sample_{index}.fits,{labels[index]}" for index in reversed(range(SAMPLES))]
+    (tmp_path / "labels.csv").write_text("file,label\n" + "\n".join(rows) + "\n")
+    data = dataset_module.FileData("train", source="table", path=path,
+                                   labels=str(tmp_path / "labels.csv"))
+    np.testing.assert_array_equal(data.labels, labels)
+    (tmp_path / "short.csv").write_text("file,label\n" + "\n".join(rows[1:]) + "\n")
+    with pytest.raises(ValueError, match="no label for 1 sample"):
+        dataset_module.FileData("train", source="table", path=path,
+                                labels=str(tmp_path / "short.csv"))

@@ -171,7 +171,8 @@ def test_healsparse_plain_partial_sky_and_lazy_reads(tmp_path, monkeypatch):
         return original(filename, *args, **kwargs)
 
     monkeypatch.setattr(healsparse.HealSparseMap, "read", spy)
-    masked = HealpixSource([first, second], mask=tmp_path / "ids.npy")
+    masked = HealpixSource([first, second], mask=tmp_path / "ids.npy",
+                            mask_ordering="nest")
     reads.clear()
     np.testing.assert_allclose(masked.read(0, ["value"])[:, 0], values[:corner.size],
                                rtol=1e-6)
@@ -218,7 +219,7 @@ def test_isolated_pixels_error_names_the_file(tmp_path):
     data = tmp_path / "data.fits"
     hp.write_map(data, smooth(channels=1)[:, 0], nest=True)
     with pytest.raises(ValueError, match=r"mask .*mask\.npy.*without any neighbour"):
-        HealpixSource([data], mask=tmp_path / "mask.npy").hierarchy(1)
+        HealpixSource([data], mask=tmp_path / "mask.npy", mask_ordering="nest").hierarchy(1)
 
 
 def test_ordering_check_and_missing_healsparse(tmp_path, monkeypatch):
@@ -252,14 +253,15 @@ def test_write_fits_round_trip_full_and_partial_sky(tmp_path, monkeypatch):
     mask = np.zeros(NPIX, dtype=bool)
     mask[pixels] = True
     np.save(tmp_path / "mask.npy", mask)
-    masked = HealpixSource([path], ordering="nest", mask=tmp_path / "mask.npy")
+    masked = HealpixSource([path], ordering="nest", mask=tmp_path / "mask.npy",
+                           mask_ordering="nest")
     small = values[:1, : pixels.size]
     (target,) = masked.write(small, [0], ["a", "b"], out)
     assert fits.getheader(target, 1)["INDXSCHM"] == "EXPLICIT"
     back = np.asarray(hp.read_map(target, field=None, nest=True, dtype=None))
     np.testing.assert_array_equal(back[:, pixels].T, small[0])
     assert np.all(np.delete(back, pixels, axis=1) == hp.UNSEEN)
-    again = HealpixSource([target], mask=tmp_path / "mask.npy")
+    again = HealpixSource([target], mask=tmp_path / "mask.npy", mask_ordering="nest")
     assert again.variables == ("a", "b")
     np.testing.assert_array_equal(again.read(0, ["a", "b"]), small[0])
     monkeypatch.setattr(healpix_module, "PARTIAL_FRACTION", 0.0)  # full-sky output
@@ -300,3 +302,19 @@ def test_names_are_unique(tmp_path):
         hp.write_map(tmp_path / folder / "map.fits.gz", smooth(channels=1)[:, 0], nest=True)
     source = HealpixSource([tmp_path / "a" / "map.fits.gz", tmp_path / "b" / "map.fits.gz"])
     assert source.names == ["map", "map_1"]
+
+
+def test_npy_masks_need_their_ordering(tmp_path):
+    # A galactic-style cut made in RING order at nside 16: too coarse for the structural
+    # ordering check to tell it from a NEST footprint, so the ordering must be stated.
+    theta, _ = hp.pix2ang(NSIDE, np.arange(NPIX))
+    cut = np.abs(90 - np.degrees(theta)) > 20
+    np.save(tmp_path / "cut.npy", cut)
+    maps = tmp_path / "maps.npy"
+    np.save(maps, smooth()[None, :, 0])
+    with pytest.raises(ValueError, match="set data.mask_ordering to 'ring'"):
+        HealpixSource([maps], ordering="nest", mask=tmp_path / "cut.npy")
+    source = HealpixSource([maps], ordering="nest", mask=tmp_path / "cut.npy",
+                           mask_ordering="ring")
+    expected = np.flatnonzero(hp.reorder(cut, r2n=True))
+    np.testing.assert_array_equal(source.pixels, expected)
