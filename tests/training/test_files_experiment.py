@@ -231,7 +231,7 @@ def test_paths_are_stored_absolute_and_resume_accepts_the_same_config(tmp_path,
                                                                       monkeypatch):
     _stations_table(tmp_path / "stations.csv", steps=20)
     monkeypatch.chdir(tmp_path)
-    config = _write_config(tmp_path / "st.yaml", {
+    _write_config(tmp_path / "st.yaml", {
         "source": "stations", "path": "stat*.csv", "inputs": ["pressure"],
         "target": "t2m"})
     resolved = resolve_config(config_files=["st.yaml"])
