@@ -154,6 +154,9 @@ class FileData(torch.utils.data.Dataset):
             self.inputs = self.source.check_variables(inputs, "data.inputs")
         if self.lead is not None and self.target is None:
             self.target = list(self.inputs)
+        if self.task == "segmentation" and len(self.target) != 1:
+            raise ValueError(f"data.target: segmentation (data.num_classes) takes one "
+                             f"target variable of classes, got {self.target}")
         if self.lead is None and self.target is not None:
             copied = [name for name in self.target if name in self.inputs]
             if copied:

@@ -118,6 +118,9 @@ def _key(bound: object, keys: np.ndarray, name: str) -> Any:
     if bound is None:
         return None
     if np.issubdtype(keys.dtype, np.datetime64):
+        if not isinstance(bound, str):
+            raise ValueError(f"data.splits.{name}: {bound!r} is not a time (the samples are "
+                             "indexed by time: give ISO dates such as '2019-01-01', quoted)")
         try:
             return np.datetime64(str(bound)).astype(keys.dtype)
         except ValueError as error:

@@ -194,6 +194,10 @@ def test_time_ranges(table, tmp_path):
         dataset_module.FileData("val", source="table", path=path, target="v0",
                                 splits={"train": [None, "soon"], "val": [0, 1],
                                         "test": [1, 2]})
+    with pytest.raises(ValueError, match="0 is not a time"):
+        dataset_module.FileData("val", source="table", path=path, target="v0",
+                                splits={"train": [0, 10], "val": [10, 15],
+                                        "test": [15, None]})
 
 
 @pytest.mark.parametrize("arguments, match", [
@@ -203,6 +207,7 @@ def test_time_ranges(table, tmp_path):
     ({"labels": [0, 1]}, "2 labels for 20 samples"),
     ({"labels": [0.5] * SAMPLES}, "integers >= 0"),
     ({"target": "v0", "history": 2}, "needs data.lead"),
+    ({"target": ["v0", "v1"], "inputs": ["v2"], "num_classes": 2}, "takes one target"),
     ({"lead": 30}, "too few"),
     ({"target": "v0", "region": [0, 10, 0, 10]}, r"data.region \(a grid option\)"),
     ({"target": "v0", "splits": {"train": 0.9, "val": 0.2, "test": 0.1}}, "sum to 1.2"),
