@@ -31,10 +31,19 @@ icosahedral vertices (mesh and k-NN) and uniformly random points, at degrees 4, 
 28 (below every sampling's band limit). With ``--tune`` the k-NN widths of the lat-lon
 grid and of the random points are also tuned by ``tune_kernel_width``.
 
+With ``--mass`` the samplings table also measures the **mass Laplacian**
+:math:`M^{-1} L_m` (``normalization="mass"``: node masses of
+:mod:`deepsphere_pyg.graphs.node_weight`, :mod:`deepsphere_pyg.graphs.operator`) on the
+node values: once on an existing graph as built (its width was tuned for the
+combinatorial Laplacian), and on k-NN graphs of the same nodes whose width is tuned for
+the mass operator by ``tune_kernel_width(..., normalization="mass")`` on fresh random
+draws (seed + 1), built in float64 (narrow widths of large ``k`` underflow in float32).
+
 Usage::
 
     python scripts/equivariance_table.py                       # both tables, ~3 min
     python scripts/equivariance_table.py --sections samplings --tune
+    python scripts/equivariance_table.py --sections samplings --mass
     python scripts/equivariance_table.py --tune --output equivariance.md
 
 """
@@ -53,6 +62,7 @@ from dataclasses import dataclass
 import healpy as hp
 import numpy as np
 import scipy.sparse
+import torch
 
 from deepsphere_pyg.graphs import (
     V2_KERNEL_WIDTHS,
@@ -214,6 +224,8 @@ def sampling_graphs(args) -> list[tuple[str, object, object]]:
         ("SOFT 64x64, k=20 auto", equiangular_graph(64, grid="soft", k=20), None),
         ("SOFT 64x64, finite-volume operator A^-1 C (reference, not a graph)",
          equiangular_graph(64, grid="soft", edges="neighbours"), "finite-volume"),
+        ("Clenshaw-Curtis 33x64, k=20 auto",
+         equiangular_graph(33, 64, grid="clenshaw-curtis", k=20), None),
         ("Gauss-Legendre 32x64, k=20 auto",
          equiangular_graph(32, 64, grid="gauss-legendre", k=20), None),
         ("icosahedral level 4, mesh", icosahedral_graph(4, edges="neighbours"),
@@ -224,6 +236,41 @@ def sampling_graphs(args) -> list[tuple[str, object, object]]:
         ("random uniform 3072, k=8 adaptive", knn_graph(points, k=8, kernel="adaptive"), None),
         ("random uniform 3072, k=20 global", knn_graph(points, k=20, kernel="global"), None),
     ]
+
+
+#: Lat-lon grids of the mass rows: (name, nlat, nlon, grid, neighbour counts).
+MASS_GRIDS = (
+    ("Driscoll-Healy 64x64", 64, 64, "driscoll-healy", (20, 40, 80)),
+    ("SOFT 64x64", 64, 64, "soft", (20, 40, 80)),
+    ("Clenshaw-Curtis 33x64", 33, 64, "clenshaw-curtis", (20, 40)),
+    ("Gauss-Legendre 32x64", 32, 64, "gauss-legendre", (20, 40)),
+)
+
+
+def mass_graphs(args) -> list[tuple[str, object, object]]:
+    """``(name, graph, build(t) or None)`` of the mass rows: ``build`` rows are tuned for
+    the mass operator, the others measured as built."""
+    points = uniform_points(3072, args.seed + 100)
+    f64 = torch.float64
+    rows: list[tuple[str, object, object]] = [
+        ("HEALPix nside 16, k=8 (v2), mass (equal masses)", healpix_graph(16, k=8), None)]
+    for name, nlat, nlon, grid, ks in MASS_GRIDS:
+        rows.append((f"{name}, k=20 auto, mass", equiangular_graph(
+            nlat, nlon, grid=grid, k=20), None))
+        for k in ks:
+            rows.append((f"{name}, k={k}, mass", None, lambda t, nlat=nlat, nlon=nlon,
+                         grid=grid, k=k: equiangular_graph(nlat, nlon, grid=grid, k=k,
+                                                           kernel=t, dtype=f64)))
+    rows += [
+        ("icosahedral level 4, mesh, mass", None,
+         lambda t: icosahedral_graph(4, edges="neighbours", kernel=t, dtype=f64)),
+        ("icosahedral level 4, k=8, mass", None,
+         lambda t: icosahedral_graph(4, edges="knn", k=8, kernel=t, dtype=f64)),
+    ]
+    for k in (8, 20, 40):
+        rows.append((f"random uniform 3072, k={k}, mass", None,
+                     lambda t, k=k: knn_graph(points, k=k, kernel=t, dtype=f64)))
+    return rows
 
 
 def samplings_section(args) -> list[str]:
@@ -237,8 +284,9 @@ def samplings_section(args) -> list[str]:
     common = dict(num_signals=args.num_signals, num_rotations=args.num_rotations,
                   seed=args.seed, method="lsq")
 
-    def row(name: str, graph, t: float | None, operator=None) -> str:
-        samples = equivariance_samples(graph, ells, squared=False, operator=operator, **common)
+    def row(name: str, graph, t: float | None, operator=None, normalization=None) -> str:
+        samples = equivariance_samples(graph, ells, squared=False, operator=operator,
+                                       normalization=normalization, **common)
         plain = [float(v.mean()) for v in samples.values()]
         squared = float(np.mean([np.mean(v**2) for v in samples.values()]))
         published = PUBLISHED_EQUIANGULAR if "4-neighbour" in name else "–"
@@ -257,6 +305,17 @@ def samplings_section(args) -> list[str]:
                                      num_rotations=args.tune_rotations, seed=args.seed + 1)
             lines.append(row(f"{name} -> t tuned here", build(t), t))
         print(f"  {name}: {time.perf_counter() - tic:.1f} s", file=sys.stderr)
+    for name, graph, build in mass_graphs(args) if args.mass else []:
+        tic = time.perf_counter()
+        if build is None:
+            lines.append(row(name, graph, getattr(graph, "kernel_width", None),
+                             normalization="mass"))
+        else:
+            t, _ = tune_kernel_width(build, ells, num_signals=args.tune_signals,
+                                     num_rotations=args.tune_rotations, seed=args.seed + 1,
+                                     normalization="mass")
+            lines.append(row(f"{name}, t tuned here", build(t), t, normalization="mass"))
+        print(f"  {name}: {time.perf_counter() - tic:.1f} s", file=sys.stderr)
     return lines
 
 
@@ -273,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="add rows with t tuned by tune_kernel_width (nside 32 only)")
     parser.add_argument("--tune-signals", type=int, default=4)
     parser.add_argument("--tune-rotations", type=int, default=4)
+    parser.add_argument("--mass", action="store_true",
+                        help="add rows of the mass Laplacian M^-1 L to the samplings table "
+                             "(widths tuned for it by tune_kernel_width)")
     parser.add_argument("--sections", nargs="+", choices=("healpix", "samplings"),
                         default=["healpix", "samplings"],
                         help="which tables to compute (default: both)")
@@ -348,7 +410,9 @@ def main(argv: list[str] | None = None) -> int:
             "",
             "## Other samplings (about 3000 nodes, least-squares protocol)",
             "",
-            f"Combinatorial Laplacian; √E = plain relative error ||RLf - LRf|| / ||Lf||, "
+            "Combinatorial Laplacian; rows marked 'mass': the mass Laplacian M^-1 L_m on "
+            "node values ((L_m)_ij = -m_i m_j w_ij, m the node areas). "
+            f"√E = plain relative error ||RLf - LRf|| / ||Lf||, "
             f"mean over {args.num_signals} signals x {args.num_rotations} rotations per "
             "degree; mean E = the paper's squared error averaged over the degrees. Lf is "
             "analysed by least squares on the nodes up to the sampling's band limit "

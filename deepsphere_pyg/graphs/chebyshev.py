@@ -9,6 +9,12 @@ truncated Chebyshev expansion on :math:`[0, \lambda_\max]`:
 
 computed with the three-term recurrence :math:`T_k(\tilde L)x = 2\tilde L\,T_{k-1}(\tilde
 L)x - T_{k-2}(\tilde L)x`, i.e. ``K - 1`` sparse products and no eigendecomposition.
+
+With the mass Laplacian (``normalization="mass"``, :mod:`~deepsphere_pyg.graphs.operator`)
+the filter acts on node values as :math:`g(\tfrac1c M^{-1} L_m)\, x = M^{-1/2} g(S)\,
+M^{1/2} x`, the polynomial evaluated on the symmetric form :math:`S`; its spectrum
+approximates :math:`\ell(\ell + 1)` at low degrees, so responses can be written in
+degrees.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ import numpy as np
 import torch
 
 from .laplacian import estimate_lambda_max, rescaled_laplacian
-from .operator import SparseOperator, chebyshev_series
+from .node_weight import node_weight
+from .operator import SparseOperator, chebyshev_series, check_normalization
 from .sphere_graph import SphereGraph
 
 
@@ -60,7 +67,8 @@ def chebyshev_filter(
         x: signals, shape ``[N]`` or ``[N, F]``.
         response: vectorised :math:`g(\lambda)` on the Laplacian spectrum.
         order: number of Chebyshev terms ``K``.
-        normalization: Laplacian normalisation (None: combinatorial, ``"sym"``, ``"rw"``).
+        normalization: Laplacian normalisation (None: combinatorial, ``"sym"``, ``"rw"``,
+            ``"mass"``: :math:`M^{-1/2} g(S) M^{1/2} x` with the graph's node masses).
         lambda_max: spectrum upper end (default: estimated and cached).
 
     Returns:
@@ -69,10 +77,15 @@ def chebyshev_filter(
     n = int(graph.num_nodes)
     if x.shape[0] != n or x.dim() not in (1, 2):
         raise ValueError(f"x must have shape [N] or [N, F] with N={n}, got {tuple(x.shape)}")
+    check_normalization(normalization, mass=True)
     if lambda_max is None:
         lambda_max = estimate_lambda_max(graph, normalization)
     coefficients = chebyshev_coefficients(response, order, lambda_max)
     # scipy's kernel for one column on CPU (about 2x torch's there), torch's otherwise.
     operator = SparseOperator.for_signals(rescaled_laplacian(graph, normalization, lambda_max),
                                           x.dtype)
-    return chebyshev_series(x, operator, coefficients)
+    if normalization != "mass":
+        return chebyshev_series(x, operator, coefficients)
+    root = node_weight(graph).to(device=x.device, dtype=x.dtype).sqrt()
+    root = root if x.dim() == 1 else root.unsqueeze(1)
+    return chebyshev_series(x * root, operator, coefficients) / root

@@ -51,6 +51,7 @@ from .equiangular_layout import (
 )
 from .kernels import check_kernel
 from .knn_graph import knn_graph
+from .node_weight import grid_node_weight, node_weight_tensor
 from .sphere_graph import SphereGraph
 
 __all__ = [
@@ -209,7 +210,9 @@ def equiangular_graph(
         ``nlat``, ``nlon``, ``edges`` (also as ``weights``), ``grid_index`` (LongTensor
         ``[nlat * nlon]``: node of each grid cell, row-major; ``-1`` for cells whose node
         is not in the graph),
-        ``pixels`` (``[N]`` full-grid node ids, ``None`` without a mask), ``kernel`` and,
+        ``pixels`` (``[N]`` full-grid node ids, ``None`` without a mask), ``node_weight``
+        (``[N]`` node areas, :mod:`~deepsphere_pyg.graphs.node_weight`: Gauss weights
+        for Gauss-Legendre, cells between mid-latitudes otherwise), ``kernel`` and,
         for ``"knn"``, ``k`` and ``kernel_width``.
 
     Raises:
@@ -244,6 +247,7 @@ def equiangular_graph(
     graph.edges = edges
     graph.weights = edges  # the recipe's old name
     graph.grid_index = _graph_grid_index(layout, graph.pixels)
+    graph.node_weight = node_weight_tensor(grid_node_weight(layout), graph.pixels, dtype)
     return graph
 
 

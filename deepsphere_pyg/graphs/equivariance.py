@@ -98,7 +98,8 @@ from .equivariance_probe import (
     random_rotations,
     rotate_alm,
 )
-from .operator import laplacian_scipy
+from .node_weight import node_weight
+from .operator import check_normalization, laplacian_scipy
 from .sphere_graph import SphereGraph
 
 __all__ = [
@@ -127,8 +128,18 @@ def mean_squared_edge_length(graph: SphereGraph) -> float:
 
 
 def _laplacian_operator(graph: SphereGraph, normalization: str | None) -> Operator:
-    lap = laplacian_scipy(graph.edge_index, graph.edge_weight, graph.num_nodes, normalization)
-    return lambda x: lap @ x
+    """The Laplacian of ``graph`` on node values ``[N, B]`` (float64); ``"mass"``:
+    :math:`M^{-1} L_m x = M^{-1/2} S M^{1/2} x` (up to the constant :math:`c`, which the
+    normalised error does not see)."""
+    if normalization != "mass":
+        lap = laplacian_scipy(graph.edge_index, graph.edge_weight, graph.num_nodes,
+                              normalization)
+        return lambda x: lap @ x
+    mass = node_weight(graph).detach().cpu().double().numpy()
+    lap = laplacian_scipy(graph.edge_index, graph.edge_weight, graph.num_nodes, "mass",
+                          node_weight=mass)
+    root = np.sqrt(mass)[:, None]
+    return lambda x: (lap @ (root * x)) / root
 
 
 def _batched(operator: Operator, num_nodes: int) -> Operator:
@@ -152,6 +163,7 @@ def _batched(operator: Operator, num_nodes: int) -> Operator:
 def _resolve_operator(graph: SphereGraph, operator: Operator | None,
                       normalization: str | None) -> Operator:
     if operator is None:
+        check_normalization(normalization, mass=True)
         return _laplacian_operator(graph, normalization)
     if not callable(operator):
         raise TypeError(f"operator must be a callable map -> map or None, got {operator!r}")
@@ -226,8 +238,10 @@ def equivariance_error(
         num_signals: random fields per degree (default 4).
         num_rotations: random rotations per field (default 4).
         normalization: Laplacian of the graph: ``None`` (default, combinatorial
-            :math:`D - W` as in the paper), ``"sym"`` or ``"rw"``. Ignored when
-            ``operator`` is given.
+            :math:`D - W` as in the paper), ``"sym"``, ``"rw"`` or ``"mass"`` (the mass
+            Laplacian :math:`M^{-1} L_m` on node values, masses from
+            :func:`~deepsphere_pyg.graphs.node_weight.node_weight`;
+            :mod:`~deepsphere_pyg.graphs.operator`). Ignored when ``operator`` is given.
         squared: ``True`` (default) averages :math:`E` as defined in the paper;
             ``False`` averages :math:`\sqrt{E}`, the plain relative error.
         seed: seed or :class:`numpy.random.Generator` of the random fields and rotations.
@@ -297,7 +311,8 @@ def tune_kernel_width(
             ``build(1.0)`` (for reference, the v1 rule is :math:`t = \overline{d^2}/2` over
             the 8 HEALPix neighbours).
         num_signals, num_rotations, seed, normalization, squared, method, lmax: as in
-            :func:`equivariance_error`.
+            :func:`equivariance_error` (``normalization="mass"`` tunes the width of the
+            mass Laplacian).
         xatol: absolute tolerance on :math:`\log t` (0.01 = 1 % on :math:`t`).
         maxiter: maximum number of objective evaluations of the optimiser.
 
@@ -321,6 +336,7 @@ def tune_kernel_width(
                 f"bounds must be (t_min, t_max) with 0 < t_min < t_max, got {bounds!r}")
         first = build(math.sqrt(lo * hi))
     signature = _signature(first)
+    check_normalization(normalization, mass=True)
 
     def objective(log_t: float) -> float:
         graph = build(float(math.exp(log_t)))

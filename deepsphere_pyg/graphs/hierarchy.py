@@ -137,7 +137,9 @@ class SphereHierarchy:
 
         ``build_level(level, ids)`` returns the graph of ``level`` restricted to the node
         ids ``ids`` of its full layout (``None``: all of them); a ``ValueError`` it raises
-        is re-raised prefixed by ``level_name(level)``.
+        is re-raised prefixed by ``level_name(level)``. When the finest graph has node
+        masses (``node_weight``), every coarse level gets the sums of its children's
+        (:func:`coarse_node_weights`).
         """
         coarsening = coarsen(parents, levels, kept=kept, area=area)
         graphs = []
@@ -146,6 +148,7 @@ class SphereHierarchy:
                 graphs.append(build_level(level, ids))
             except ValueError as error:
                 raise ValueError(f"{level_name(level)}: {error}") from error
+        coarse_node_weights(graphs, coarsening.pool_index)
         return cls(graphs, coarsening.pool_index, coarsening.coverage)
 
     # ------------------------------------------------------------------- access
@@ -172,6 +175,27 @@ class SphereHierarchy:
         sampling = self.graphs[0].sampling if "sampling" in self.graphs[0] else "sphere"
         return (f"{self.__class__.__name__}(sampling={sampling!r}, levels={len(self)}, "
                 f"num_nodes={self.num_nodes})")
+
+
+def coarse_node_weights(graphs: Sequence[SphereGraph], pool_index: Sequence[torch.Tensor]
+                        ) -> None:
+    r"""Set the masses of every coarse level to the sums of its children's, in place:
+    :math:`m^{(l+1)}_p = \sum_{i:\, \mathrm{pool}_l(i) = p} m^{(l)}_i`, starting from the
+    finest graph's ``node_weight`` (nothing is done when it has none).
+
+    The total mass is kept from level to level (:math:`4\pi` on the full sphere, the
+    observed area of a masked hierarchy: a border parent holds only its kept children's
+    area), and the mass of a coarse node is the area its pooled value stands for.
+    """
+    if "node_weight" not in graphs[0] or graphs[0].node_weight is None:
+        return
+    dtype = graphs[0].node_weight.dtype
+    weight = graphs[0].node_weight.double()  # sums in float64, stored in the graphs' dtype
+    for graph, index in zip(graphs[1:], pool_index, strict=True):
+        weight = torch.zeros(int(graph.num_nodes), dtype=weight.dtype,
+                             device=weight.device).index_add_(0, index.to(weight.device),
+                                                              weight)
+        graph.node_weight = weight.to(dtype)
 
 
 class Coarsening(NamedTuple):

@@ -12,7 +12,8 @@ from torch_geometric.data import Data
 from .hierarchy import SphereHierarchy
 
 _LEVEL_KEY = re.compile(r"^(edge_index|pool_index|batch)_(\d+)$")
-_PER_LEVEL = ("edge_index", "edge_weight", "pos", "num_nodes", "batch", "coverage")
+_PER_LEVEL = ("edge_index", "edge_weight", "pos", "num_nodes", "batch", "coverage",
+              "node_weight")
 
 
 class HierarchyLevel(NamedTuple):
@@ -28,6 +29,9 @@ class HierarchyLevel(NamedTuple):
     #: The level's convolution operator (sparse CSR ``[N, N]``) when its owner built it
     #: beforehand (a model on its own hierarchy); ``None``: built from the edges.
     operator: Tensor | None = None
+    #: ``[N]`` node masses (areas) of the level, for ``SphericalChebConv(normalization=
+    #: "mass")``; ``None`` when the graphs have none.
+    node_weight: Tensor | None = None
 
 
 class HierarchyData(Data):
@@ -39,13 +43,15 @@ class HierarchyData(Data):
 
     ============================  =================================================
     level 0                       ``x``, ``pos``, ``edge_index``, ``edge_weight``,
-                                  ``num_nodes``, ``coverage_0``
+                                  ``num_nodes``, ``coverage_0``, ``node_weight``
     level ``l >= 1``              ``pos_{l}``, ``edge_index_{l}``, ``edge_weight_{l}``,
-                                  ``num_nodes_{l}``, ``batch_{l}``, ``coverage_{l}``
+                                  ``num_nodes_{l}``, ``batch_{l}``, ``coverage_{l}``,
+                                  ``node_weight_{l}``
     pooling ``l -> l + 1``        ``pool_index_{l}``
     ============================  =================================================
 
-    ``__inc__`` offsets ``edge_index_{l}`` by the node count of level ``l`` and
+    (``node_weight``: the node masses, stored where the graphs have them.) ``__inc__``
+    offsets ``edge_index_{l}`` by the node count of level ``l`` and
     ``pool_index_{l}`` by that of level ``l + 1`` when
     :meth:`torch_geometric.data.Batch.from_data_list` (or
     :class:`torch_geometric.loader.DataLoader`) concatenates samples, so a batch pools with
@@ -105,6 +111,8 @@ class HierarchyData(Data):
                     num_nodes[level], dtype=torch.long, device=graph.edge_index.device)
             if coverage:
                 data[f"coverage_{level}"] = hierarchy.coverage[level]
+            if "node_weight" in graph and graph.node_weight is not None:
+                data[f"node_weight{suffix}"] = graph.node_weight
         for level, index in enumerate(hierarchy.pool_index):
             data[f"pool_index_{level}"] = index
         return data
@@ -142,7 +150,8 @@ class HierarchyData(Data):
 
     def level(self, level: int) -> HierarchyLevel:
         """The tensors of one level: edges, weights, positions, batch vector, node count,
-        pooling map to the next level (``None`` at the coarsest) and coverage."""
+        pooling map to the next level (``None`` at the coarsest), coverage and node
+        masses."""
         num_levels = self.num_levels
         if not 0 <= level < num_levels:
             raise IndexError(f"level must be in [0, {num_levels - 1}], got {level}")
@@ -160,6 +169,7 @@ class HierarchyData(Data):
             num_nodes=num_nodes,
             pool_index=self._get(f"pool_index_{level}"),
             coverage=self._get(f"coverage_{level}"),
+            node_weight=self._get(f"node_weight{suffix}"),
         )
 
 
@@ -169,6 +179,6 @@ def hierarchy_data(hierarchy: SphereHierarchy, **fields: Any) -> HierarchyData:
 
 
 def _is_reserved(key: str) -> bool:
-    if key in ("edge_index", "edge_weight", "pos", "num_nodes", "batch", "ptr"):
+    if key in ("edge_index", "edge_weight", "pos", "num_nodes", "batch", "ptr", "node_weight"):
         return True
     return any(re.fullmatch(rf"{name}_\d+", key) for name in (*_PER_LEVEL, "pool_index"))

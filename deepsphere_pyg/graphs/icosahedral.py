@@ -66,6 +66,7 @@ from .hierarchy import SphereHierarchy
 from .kernels import check_kernel
 from .knn_graph import keep_index, knn_graph
 from .lonlat import region_mask, vec_to_lonlat
+from .node_weight import mesh_dual_areas, node_weight_tensor
 from .sphere_graph import SphereGraph
 
 __all__ = [
@@ -396,7 +397,9 @@ def icosahedral_graph(
         ``level``, ``edges``, ``neighbours`` (the recipe's old name, ``"mesh"`` or
         ``"knn"``), ``kernel`` (the rule's name, or
         ``"custom"`` for a float), ``kernel_width`` (:math:`t`), ``pixels`` (``None`` on
-        the full sphere) and, for ``"knn"``, ``k``.
+        the full sphere), ``node_weight`` (``[N]`` Voronoi areas of the nodes in the
+        full mesh, :func:`~deepsphere_pyg.graphs.node_weight.mesh_dual_areas`) and, for
+        ``"knn"``, ``k``.
 
     Raises:
         TypeError: ``level`` not an integer, ``kernel`` of the wrong type.
@@ -418,14 +421,19 @@ def icosahedral_graph(
     mesh = _mesh(level)
     kept = _kept_nodes(mesh.pos, mask, region)
     if edges == "knn":
-        return knn_graph(np.array(mesh.pos), k=DEFAULT_K if k is None else k,
-                         kernel="global" if kernel == "auto" else kernel, mask=kept,
-                         isolated=isolated, sampling="icosahedral", dtype=dtype,
-                         level=level, edges="knn", neighbours="knn")
-    if k is not None:
+        graph = knn_graph(np.array(mesh.pos), k=DEFAULT_K if k is None else k,
+                          kernel="global" if kernel == "auto" else kernel, mask=kept,
+                          isolated=isolated, sampling="icosahedral", dtype=dtype,
+                          level=level, edges="knn", neighbours="knn")
+    elif k is not None:
         raise ValueError("k applies to edges='knn' only; the mesh graph has the "
                          "triangulation's 5 or 6 neighbours per node (pass k=None)")
-    return _mesh_graph(mesh, level, kernel, kept, isolated, dtype)
+    else:
+        graph = _mesh_graph(mesh, level, kernel, kept, isolated, dtype)
+    # Voronoi areas of the full mesh (the kept nodes keep their own cells).
+    graph.node_weight = node_weight_tensor(mesh_dual_areas(mesh.pos, mesh.faces),
+                                           graph.pixels, dtype)
+    return graph
 
 
 def _mesh_graph(mesh: _Mesh, level: int, kernel: str | float, kept: np.ndarray | None,

@@ -7,7 +7,33 @@ For a weighted adjacency :math:`W` with degrees :math:`D = \mathrm{diag}(W \math
 * ``"sym"`` — symmetric normalised :math:`L = I - D^{-1/2} W D^{-1/2}`;
 * ``"rw"`` — random walk :math:`L = I - D^{-1} W`
 
-(nodes of zero degree get :math:`D^{-1} = 0`). A Chebyshev filter applies polynomials of
+(nodes of zero degree get :math:`D^{-1} = 0`), and, for nodes of masses (areas)
+:math:`m_i > 0`, :math:`M = \mathrm{diag}(m)`:
+
+* ``"mass"`` — the area-aware Laplacian :math:`\frac{1}{c} M^{-1} L_m` with
+  :math:`(L_m)_{ij} = -m_i m_j w_{ij}` (:math:`i \ne j`),
+  :math:`(L_m)_{ii} = \sum_{j \ne i} m_i m_j w_{ij}`, applied in its symmetric form
+
+  .. math::
+      S = \frac{1}{c} M^{-1/2} L_m M^{-1/2}, \qquad
+      S_{ij} = -\frac{\sqrt{m_i m_j}\, w_{ij}}{c}, \quad
+      S_{ii} = \frac{1}{c} \sum_{j \ne i} m_j w_{ij},
+
+  which is similar to :math:`\frac1c M^{-1} L_m = M^{-1/2} S M^{1/2}` (same spectrum;
+  an eigenvector :math:`v` of :math:`S` gives :math:`M^{-1/2} v` of :math:`M^{-1} L_m`).
+  :math:`(M^{-1} L_m f)_i = \sum_j m_j w_{ij} (f_i - f_j)` is a quadrature of
+  :math:`\int k(x_i, y) (f(x_i) - f(y))\, dy`, whatever the node density: for a kernel
+  that is isotropic around :math:`x_i`, a second-order Taylor expansion gives
+  :math:`\approx -c_i\, \Delta f(x_i)` with :math:`c_i = \frac14 \sum_j m_j w_{ij}
+  d_{ij}^2`, and for the heat kernel :math:`w = \exp(-d^2 / 4t)` resolved by the edges
+  :math:`c = \frac14 \int e^{-|u|^2/4t} |u|^2\, du = 4\pi t^2` (on the 2-sphere,
+  :math:`\int e^{-|x-y|^2/4t} (f(x) - f(y))\, dy \approx -4\pi t^2\, \Delta f(x)`).
+  The constant :math:`c` (:func:`mass_constant`: the area-weighted mean of :math:`c_i`,
+  which also holds for truncated k-NN kernels) makes the low eigenvalues approximate
+  :math:`\ell(\ell + 1)`, those of :math:`-\Delta_{S^2}`. A filter of node values is
+  :math:`g(M^{-1} L_m)\, x = M^{-1/2} g(S) M^{1/2} x`.
+
+A Chebyshev filter applies polynomials of
 the rescaled operator :math:`\tilde L = 2L / \lambda_\max - I`, whose spectrum lies in
 :math:`[-1, 1]`, through the three-term recurrence
 
@@ -45,12 +71,15 @@ __all__ = [
     "SparseOperator",
     "chebyshev_basis",
     "chebyshev_series",
+    "check_node_weight",
     "check_normalization",
     "csr_from_entries",
     "csr_from_parts",
     "csr_parts",
     "gershgorin_bound",
     "laplacian_scipy",
+    "mass_constant",
+    "mass_laplacian_entries",
     "numpy_float",
     "rescale",
     "rescaled_laplacian_entries",
@@ -58,8 +87,10 @@ __all__ = [
     "scipy_view",
 ]
 
-#: Laplacian normalisations: combinatorial, symmetric, random walk.
-NORMALIZATIONS = (None, "sym", "rw")
+#: Laplacian normalisations: combinatorial, symmetric, random walk, and the mass
+#: Laplacian (node masses needed; accepted where a caller passes ``mass=True`` to
+#: :func:`check_normalization`).
+NORMALIZATIONS = (None, "sym", "rw", "mass")
 
 #: Kernels of :class:`SparseOperator` on CPU: ``"auto"`` (scipy for fewer than
 #: :data:`TORCH_CPU_MIN_COLUMNS` columns, torch otherwise), ``"torch"`` (``torch.sparse``
@@ -74,14 +105,46 @@ TORCH_CPU_MIN_COLUMNS = 2
 _SCIPY_DTYPES = (torch.float32, torch.float64)
 
 
-def check_normalization(normalization: object) -> str | None:
-    """``normalization`` if it is one of :data:`NORMALIZATIONS`, else a ``ValueError``."""
+def check_normalization(normalization: object, *, mass: bool = False) -> str | None:
+    """``normalization`` if it is one of :data:`NORMALIZATIONS` (``"mass"`` only with
+    ``mass=True``: callers that take node masses), else a ``ValueError``."""
+    if normalization == "mass" and not mass:
+        raise ValueError("normalization='mass' (the mass Laplacian, which needs node "
+                         "masses) is not available here; use None, 'sym' or 'rw'")
     if normalization not in NORMALIZATIONS:
+        extra = ", or 'mass' (the mass Laplacian, with node_weight)" if mass else ""
         raise ValueError(
             f"normalization must be None, 'sym' or 'rw' (None: the combinatorial Laplacian "
-            f"D - W), got {normalization!r}"
+            f"D - W){extra}, got {normalization!r}"
         )
     return normalization  # type: ignore[return-value]
+
+
+def check_node_weight(node_weight: object, num_nodes: int, *, values: bool = True
+                      ) -> torch.Tensor:
+    """``node_weight`` as a floating tensor ``[N]`` of positive finite masses, else a
+    ``ValueError`` saying how to get them (``values=False``: type and shape only, no
+    look at the data, e.g. inside a compiled graph)."""
+    fix = ("pass node_weight=graph.node_weight (builders set it) or "
+           "deepsphere_pyg.graphs.node_weight.node_weight(graph): the [N] node areas")
+    if node_weight is None:
+        raise ValueError(f"normalization='mass' needs node_weight, the masses of the nodes; "
+                         f"{fix}")
+    if isinstance(node_weight, np.ndarray):
+        node_weight = torch.from_numpy(node_weight)
+    if not isinstance(node_weight, torch.Tensor) or not node_weight.is_floating_point():
+        raise ValueError(f"node_weight must be a floating tensor [N]; {fix}")
+    if tuple(node_weight.shape) != (int(num_nodes),):
+        raise ValueError(f"node_weight must have shape [N] = [{int(num_nodes)}] (one mass per "
+                         f"node), got {list(node_weight.shape)}; {fix}")
+    if not values:
+        return node_weight
+    bad = ~(torch.isfinite(node_weight) & (node_weight > 0))
+    if bool(bad.any()):
+        raise ValueError(f"node_weight must be positive and finite, got {int(bad.sum())} "
+                         f"non-positive or non-finite mass(es) (e.g. node "
+                         f"{int(torch.nonzero(bad)[0])}); {fix}")
+    return node_weight
 
 
 def numpy_float(dtype: torch.dtype, *, storage: bool = False) -> type[np.floating]:
@@ -104,6 +167,9 @@ def laplacian_scipy(
     num_nodes: int | None = None,
     normalization: str | None = None,
     dtype: type[np.floating] = np.float64,
+    *,
+    node_weight: torch.Tensor | np.ndarray | None = None,
+    scale: float = 1.0,
 ) -> scipy.sparse.csr_array:
     """The Laplacian as a scipy CSR array ``[N, N]`` of ``dtype``, with sorted indices.
 
@@ -111,16 +177,24 @@ def laplacian_scipy(
         edge_index: ``[2, E]`` edges (both directions present for an undirected graph).
         edge_weight: ``[E]`` weights (default: ones).
         num_nodes: ``N`` (default: the largest node id + 1).
-        normalization: one of :data:`NORMALIZATIONS`.
+        normalization: one of :data:`NORMALIZATIONS`; ``"mass"`` gives the symmetric
+            form :math:`S` (module docstring).
         dtype: numpy floating type of the result.
+        node_weight: ``[N]`` positive node masses (``"mass"`` only, required there).
+        scale: the constant :math:`c` of ``"mass"`` (:func:`mass_constant`; default 1).
     """
-    check_normalization(normalization)
+    check_normalization(normalization, mass=True)
     row, col = edge_index.detach().cpu().numpy()
     n = int(num_nodes) if num_nodes is not None else int(edge_index.max()) + 1
+    if normalization == "mass":
+        return _mass_laplacian_scipy(edge_index, edge_weight, n, node_weight, scale, dtype)
     if edge_weight is None:
         weight = np.ones(row.shape[0], dtype=dtype)
     else:
         weight = edge_weight.detach().cpu().numpy().astype(dtype, copy=False)
+    if node_weight is not None:
+        raise ValueError(f"node_weight applies to normalization='mass' only, got "
+                         f"normalization={normalization!r}")
     adjacency = scipy.sparse.csr_array(
         scipy.sparse.coo_array((weight, (row, col)), shape=(n, n))
     )
@@ -137,6 +211,54 @@ def laplacian_scipy(
     lap = scipy.sparse.csr_array(lap, dtype=dtype)
     lap.sort_indices()
     return lap
+
+
+def _mass_laplacian_scipy(edge_index: torch.Tensor, edge_weight: torch.Tensor | None,
+                          n: int, node_weight: object, scale: float,
+                          dtype: type[np.floating]) -> scipy.sparse.csr_array:
+    """:math:`S / c` (module docstring) as scipy CSR: the entries of
+    :func:`mass_laplacian_entries`, computed in float64."""
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale (the constant c of the mass Laplacian) must be positive "
+                         f"and finite, got {scale!r}")
+    if isinstance(node_weight, np.ndarray):
+        node_weight = torch.from_numpy(node_weight)
+    mass = check_node_weight(node_weight, n).detach().cpu().double()
+    weight = None if edge_weight is None else edge_weight.detach().cpu().double()
+    index, value = mass_laplacian_entries(edge_index.detach().cpu(), weight, mass, n,
+                                          torch.float64)
+    row, col = index.numpy()
+    lap = scipy.sparse.coo_array(((value / scale).numpy().astype(dtype), (row, col)),
+                                 shape=(n, n))
+    lap = scipy.sparse.csr_array(lap, dtype=dtype)
+    lap.sort_indices()
+    return lap
+
+
+def mass_constant(pos: torch.Tensor | np.ndarray, edge_index: torch.Tensor,
+               edge_weight: torch.Tensor | None, node_weight: torch.Tensor | np.ndarray
+               ) -> float:
+    r"""The constant :math:`c` of the mass Laplacian (module docstring): the area-weighted
+    mean of the second moments :math:`c_i = rac14 \sum_j m_j w_{ij} d_{ij}^2`,
+
+    .. math::
+        c = rac{\sum_i m_i c_i}{\sum_i m_i},
+
+    with :math:`d_{ij}` the chord distance of the unit vectors ``pos`` ``[N, 3]`` (for a
+    heat kernel resolved by the edges, :math:`c pprox 4\pi t^2`). Computed in float64.
+    """
+    pos = torch.as_tensor(pos).detach().cpu().double()
+    mass = check_node_weight(torch.as_tensor(node_weight), pos.shape[0]).detach().cpu().double()
+    row, col = edge_index.detach().cpu()
+    weight = (torch.ones(row.numel(), dtype=torch.float64) if edge_weight is None
+              else edge_weight.detach().cpu().double())
+    dist2 = (pos[row] - pos[col]).pow(2).sum(1)
+    moment = torch.zeros_like(mass).index_add_(0, row, mass[col] * weight * dist2) / 4.0
+    value = float((mass * moment).sum() / mass.sum())
+    if not value > 0:
+        raise ValueError("the graph has no edges of positive length: the mass Laplacian's "
+                         "constant c is zero")
+    return value
 
 
 def gershgorin_bound(lap: scipy.sparse.csr_array) -> float:
@@ -191,6 +313,30 @@ def scipy_view(matrix: torch.Tensor) -> scipy.sparse.csr_array | None:
 
 
 # ------------------------------------------------------------------- PyG assembly
+def mass_laplacian_entries(
+    edge_index: torch.Tensor,
+    edge_weight: torch.Tensor | None,
+    node_weight: torch.Tensor,
+    num_nodes: int,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Entries ``(index [2, E + N], value [E + N])`` of the symmetric mass Laplacian
+    :math:`S` with :math:`c = 1` (module docstring): the edges, then the diagonal;
+    differentiable in ``edge_weight`` and ``node_weight``."""
+    mass = check_node_weight(node_weight, num_nodes,
+                             values=not torch.compiler.is_compiling()).to(dtype)
+    row, col = edge_index
+    weight = (torch.ones(row.numel(), dtype=dtype, device=row.device) if edge_weight is None
+              else edge_weight.to(dtype))
+    root = mass.sqrt()
+    off = -(root[row] * root[col]) * weight
+    diagonal = torch.zeros(num_nodes, dtype=dtype, device=row.device).index_add(
+        0, row, mass[col] * weight)
+    loops = torch.arange(num_nodes, device=row.device, dtype=edge_index.dtype)
+    index = torch.cat([edge_index, torch.stack([loops, loops])], dim=1)
+    return index, torch.cat([off, diagonal])
+
+
 def rescaled_laplacian_entries(
     edge_index: torch.Tensor,
     edge_weight: torch.Tensor | None,
@@ -199,16 +345,34 @@ def rescaled_laplacian_entries(
     lambda_max: float | torch.Tensor | None,
     batch: torch.Tensor | None,
     dtype: torch.dtype,
+    node_weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Entries ``(index [2, E'], value [E'])`` of :math:`2L/\lambda_\max - I`, computed as
     ``ChebConv.__norm__`` does (self loops included), differentiable in ``edge_weight``.
 
     ``lambda_max``: ``None`` (PyG's default: twice the largest Laplacian entry), a scalar,
-    or a tensor ``[num_graphs]`` indexed through ``batch``.
+    or a tensor ``[num_graphs]`` indexed through ``batch``. ``normalization="mass"``
+    assembles :math:`S` (:func:`mass_laplacian_entries`, :math:`c = 1`) from
+    ``node_weight`` ``[N]``; twice its largest entry, :math:`2 \max_i \sum_j m_j w_{ij}`,
+    is Gershgorin's bound of :math:`M^{-1} L_m`, whose spectrum :math:`S` shares.
     """
+    if normalization == "mass":
+        index, value = mass_laplacian_entries(edge_index, edge_weight, node_weight,
+                                              num_nodes, dtype)
+        return _rescaled(index, value, lambda_max, batch, dtype)
+    if node_weight is not None:
+        raise ValueError(f"node_weight applies to normalization='mass' only, got "
+                         f"normalization={normalization!r}")
     if edge_weight is not None:
         edge_weight = edge_weight.to(dtype)
     index, value = get_laplacian(edge_index, edge_weight, normalization, dtype, num_nodes)
+    return _rescaled(index, value, lambda_max, batch, dtype)
+
+
+def _rescaled(index: torch.Tensor, value: torch.Tensor, lambda_max: float | torch.Tensor | None,
+              batch: torch.Tensor | None, dtype: torch.dtype
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The entries of :math:`2L/\lambda_\max - I` from those of :math:`L`."""
     if lambda_max is None:
         lambda_max = 2.0 * value.max()
     elif not isinstance(lambda_max, torch.Tensor):

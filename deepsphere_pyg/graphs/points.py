@@ -61,6 +61,7 @@ from .checks import check_edges, check_float_dtype, check_isolated, check_positi
 from .kernels import check_kernel
 from .knn_graph import DUPLICATE_DIST2, keep_index, knn_graph
 from .lonlat import check_lonlat, lonlat_to_vec, region_mask, vec_to_lonlat
+from .node_weight import node_weight_tensor, voronoi_areas
 from .sphere_graph import SphereGraph
 
 #: Great-circle angle (degrees) below which two points are duplicates: the chord
@@ -135,6 +136,10 @@ def points_graph(
         * ``pixels``: ``[N]`` ids of the kept nodes among all nodes (``None`` when every
           node is kept).
         * ``merge_distance``: the duplicate distance used, in degrees.
+        * ``node_weight``: ``[N]`` areas (steradians) of the nodes' spherical Voronoi
+          cells among all nodes (:mod:`~deepsphere_pyg.graphs.node_weight`; under a
+          mask each kept node keeps its own cell, no renormalisation). Absent when the
+          nodes have no Voronoi cells (fewer than 4, or all on one great circle).
 
     Raises:
         ValueError: lon/lat not 1-D, of different lengths, non-finite or out of range;
@@ -306,6 +311,12 @@ def points_level(
     graph.point_index = torch.from_numpy(point_index)
     graph.num_points = torch.from_numpy(counts.astype(np.int64))
     graph.merge_distance = float(merge_deg)
+    # Voronoi cells of all nodes; a masked graph keeps its nodes' own cells. Sets without
+    # cells (fewer than 4 nodes, all on one great circle) have no node_weight.
+    try:
+        graph.node_weight = node_weight_tensor(voronoi_areas(node_pos), kept_nodes, dtype)
+    except ValueError:
+        pass
     nodes = (node_pos[kept_nodes], node_lon[kept_nodes], node_lat[kept_nodes],
              counts.astype(np.int64), negative_lon)
     return graph, nodes

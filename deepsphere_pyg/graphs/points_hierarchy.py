@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .checks import check_edges, check_nside, check_positive_int
-from .hierarchy import SphereHierarchy, coarsen
+from .hierarchy import SphereHierarchy, coarse_node_weights, coarsen
 from .knn_graph import knn_graph
 from .lonlat import check_lonlat
 from .points import check_point_kernel, group_sum, node_lonlat, points_level
@@ -60,7 +60,8 @@ def points_hierarchy(
     **Coarse graphs.** :func:`~deepsphere_pyg.graphs.knn_graph.knn_graph` of the cell nodes
     with :math:`k_l = \min(k, N_l - 1)` and the same kernel rule (``"auto"`` =
     ``"adaptive"``). They carry ``sampling="point_cells"``, ``nside``, ``nest=True``,
-    ``pixels`` (NEST ids of the cells), ``lon``, ``lat`` and ``num_points``.
+    ``pixels`` (NEST ids of the cells), ``lon``, ``lat``, ``num_points`` and
+    ``node_weight`` (the sum of the Voronoi areas of the level-0 nodes under each cell).
 
     **Coverage.** An area fraction is not defined for points: ``coverage`` is 1 for every
     node; ``num_points`` (number of input points under each node) on each graph gives the
@@ -148,6 +149,7 @@ def points_hierarchy(
         coarse.lat = torch.from_numpy(cell_lat).to(dtype)
         coarse.num_points = torch.from_numpy(counts)
         graphs.append(coarse)
+    coarse_node_weights(graphs, coarsening.pool_index)
     return SphereHierarchy(graphs, coarsening.pool_index, coarsening.coverage)
 
 

@@ -23,6 +23,10 @@ class SphereGraph(Data):
         edge_weight (Tensor): ``[E]`` positive weights :math:`w_{ij} = w_{ji}`.
         num_nodes (int): :math:`N`.
         sampling (str): name of the sampling (``"healpix"``, ...).
+        node_weight (Tensor, optional): ``[N]`` node masses, the area each node stands for
+            (:mod:`~deepsphere_pyg.graphs.node_weight`; read them with
+            :func:`~deepsphere_pyg.graphs.node_weight.node_weight`, which also derives
+            them from the metadata where a builder did not store them).
 
     Sampling-specific metadata is stored as further attributes, for HEALPix: ``nside``,
     ``nest`` (node order), ``pixels`` (``[N]`` pixel ids of the kept nodes for partial

@@ -13,6 +13,7 @@ from torch_geometric.utils import is_sparse, to_edge_index
 
 from ..graphs.operator import (
     SparseOperator,
+    check_node_weight,
     check_normalization,
     csr_entries,
     rescaled_laplacian_entries,
@@ -40,7 +41,25 @@ class SphericalChebConv(MessagePassing):
         T_k = 2 \hat{\mathbf{L}} T_{k-1} - T_{k-2},
 
     with :math:`\hat{\mathbf{L}} = 2\mathbf{L}/\lambda_\max - \mathbf{I}` the rescaled graph
-    Laplacian. A drop-in replacement of :class:`torch_geometric.nn.ChebConv`, and like it a
+    Laplacian. With ``normalization="mass"`` (node masses :math:`m`, ``node_weight``,
+    :math:`\mathbf{M} = \mathrm{diag}(m)`; :mod:`deepsphere_pyg.graphs.operator`) the
+    filters are polynomials of the mass Laplacian :math:`\mathbf{M}^{-1}\mathbf{L}_m` on
+    node values, computed in its symmetric form
+    :math:`\mathbf{S} = \mathbf{M}^{-1/2}\mathbf{L}_m\mathbf{M}^{-1/2}`:
+
+    .. math::
+        \mathbf{X}' = \mathbf{M}^{-1/2} \sum_{k=0}^{K-1} T_k(\hat{\mathbf{S}})\,
+        \mathbf{M}^{1/2} \mathbf{X}\, \mathbf{\Theta}_k + \mathbf{b}
+        = \sum_k T_k\big(\widehat{\mathbf{M}^{-1}\mathbf{L}_m}\big)\, \mathbf{X}\,
+        \mathbf{\Theta}_k + \mathbf{b},
+
+    :math:`\hat{\mathbf{S}} = 2\mathbf{S}/\lambda_\max - \mathbf{I}` (:math:`\mathbf{S}`
+    assembled with :math:`c = 1`; the default :math:`\lambda_\max` is
+    :math:`2 \max_i \sum_j m_j w_{ij}`, Gershgorin's bound of
+    :math:`\mathbf{M}^{-1}\mathbf{L}_m`, so :math:`\hat{\mathbf{S}}` does not depend on
+    :math:`c`). A rotation of node values commutes with this filter as far as the
+    operator approximates :math:`-\Delta_{S^2}` whatever the node density. A drop-in
+    replacement of :class:`torch_geometric.nn.ChebConv`, and like it a
     :class:`~torch_geometric.nn.MessagePassing` layer: same constructor, ``forward``
     signature, semantics, ``repr`` and ``state_dict`` keys (``lins.{k}.weight``, ``bias``),
     so weights load in either direction.
@@ -72,7 +91,8 @@ class SphericalChebConv(MessagePassing):
         K (int): number of Chebyshev terms (filter support: ``K - 1`` hops), ``>= 1``.
         normalization (str, optional): Laplacian normalisation, ``None``
             (:math:`L = D - W`), ``"sym"`` (:math:`I - D^{-1/2} W D^{-1/2}`, default) or
-            ``"rw"`` (:math:`I - D^{-1} W`), as in PyG.
+            ``"rw"`` (:math:`I - D^{-1} W`), as in PyG; or ``"mass"`` (above: the mass
+            Laplacian, ``forward`` then needs ``node_weight``).
         bias (bool, optional): learn an additive bias (default ``True``).
         **kwargs: arguments of :class:`~torch_geometric.nn.MessagePassing` (``aggr`` is
             ``"add"``).
@@ -83,7 +103,9 @@ class SphericalChebConv(MessagePassing):
           sparse adjacency :math:`(|\mathcal V|, |\mathcal V|)`, edge weights
           :math:`(|\mathcal E|)` *(optional)*, batch vector :math:`(|\mathcal V|)`
           *(optional, 2-D input only)*, ``lambda_max`` a float, 0-d tensor or
-          :math:`(|\mathcal G|)` *(optional; default* :math:`2 \max_{ij} L_{ij}` *as PyG)*.
+          :math:`(|\mathcal G|)` *(optional; default* :math:`2 \max_{ij} L_{ij}` *as PyG)*,
+          node masses :math:`(|\mathcal V|)` *(``"mass"`` only, required there: e.g. a
+          graph's ``node_weight``, positive and finite)*.
         - **output:** :math:`(|\mathcal V|, F_{out})` or :math:`(B, |\mathcal V|, F_{out})`.
     """
 
@@ -105,7 +127,7 @@ class SphericalChebConv(MessagePassing):
                 f"in_channels must be an integer >= 1, got {in_channels!r} (lazy shapes, "
                 "PyG's -1, are not supported)"
             )
-        check_normalization(normalization)
+        check_normalization(normalization, mass=True)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.normalization = normalization
@@ -144,6 +166,7 @@ class SphericalChebConv(MessagePassing):
         edge_weight: Tensor | None = None,
         batch: Tensor | None = None,
         lambda_max: float | Tensor | None = None,
+        node_weight: Tensor | None = None,
     ) -> Tensor:
         shared = self._check_x(x)
         if shared:
@@ -156,30 +179,35 @@ class SphericalChebConv(MessagePassing):
                 raise ValueError("lambda_max must be a scalar when x is [B, N, F] (one graph)")
         edge_index, edge_weight = _edge_list(edge_index, edge_weight)
         num_nodes = x.shape[-2]
-        learnable = (edge_weight is not None and edge_weight.requires_grad
-                     and torch.is_grad_enabled())
+        root = self._mass_root(node_weight, num_nodes, x)
+        if root is not None:
+            x = x * root  # M^{1/2} x
+        learnable = torch.is_grad_enabled() and (
+            (edge_weight is not None and edge_weight.requires_grad)
+            or (node_weight is not None and node_weight.requires_grad))
         if torch.compiler.is_compiling() and not (learnable or self._hooked()) \
                 and self.normalization != "rw" and batch is None \
                 and not isinstance(lambda_max, Tensor):
             # Compiled: the cached operator and the fused product as custom operators.
             parts = CSRParts(*chebyshev_operator_csr(
                 edge_index, edge_weight, num_nodes, self.normalization,
-                None if lambda_max is None else float(lambda_max), x.dtype))
+                None if lambda_max is None else float(lambda_max), x.dtype, node_weight))
             return self._fused(x, lambda nodes, weights: chebyshev_csr(
-                nodes, *parts, weights)[0])
+                nodes, *parts, weights)[0], root=root)
         if learnable or self._needs_messages():
             index, norm = rescaled_laplacian_entries(edge_index, edge_weight, num_nodes,
                                                      self.normalization, lambda_max, batch,
-                                                     x.dtype)
-            return self._propagated(x, index, norm)
+                                                     x.dtype, node_weight)
+            return self._propagated(x, index, norm, root)
         operator = chebyshev_operator(edge_index, edge_weight, num_nodes, self.normalization,
-                                      lambda_max, batch, x.dtype)
+                                      lambda_max, batch, x.dtype, node_weight=node_weight)
         return self._fused(x, lambda nodes, weights: ChebyshevBasisLinear.apply(
-            nodes, operator, *weights))
+            nodes, operator, *weights), root=root)
 
     def apply_operator(self, x: Tensor,
                        operator: Tensor | SparseOperator | CSRParts | tuple[Tensor, Tensor],
-                       *, contiguous: bool = True) -> Tensor:
+                       *, contiguous: bool = True, node_weight: Tensor | None = None
+                       ) -> Tensor:
         r"""The convolution with an operator built beforehand, for owners of a fixed graph.
 
         A model that owns its hierarchy builds each level's operator once in ``__init__``
@@ -203,15 +231,21 @@ class SphericalChebConv(MessagePassing):
                 a transpose: a chain of layers (the models' blocks) then passes each output
                 to the next layer without the two copies a contiguous output costs
                 (measured in BENCHMARKS.md).
+            node_weight: ``[N]`` node masses, for ``normalization="mass"`` only (required
+                there; ``operator`` is then :math:`\hat S` of the same masses, e.g.
+                ``chebyshev_operator(..., "mass", ..., node_weight=node_weight)``).
 
         Returns:
             ``[N, F_out]`` or ``[B, N, F_out]``, contiguous unless ``contiguous=False``.
         """
         self._check_x(x)
         num_nodes = x.shape[-2]
+        root = self._mass_root(node_weight, num_nodes, x)
+        if root is not None:
+            x = x * root  # M^{1/2} x
         if isinstance(operator, tuple) and not isinstance(operator, CSRParts):
             index, value = operator
-            return self._propagated(x, index, value.to(x.dtype))
+            return self._propagated(x, index, value.to(x.dtype), root)
         if isinstance(operator, CSRParts | Tensor) and self.normalization == "rw":
             raise ValueError("apply_operator takes a CSR matrix for the symmetric "
                              "normalisations only; pass a SparseOperator holding M and "
@@ -224,11 +258,11 @@ class SphericalChebConv(MessagePassing):
         if isinstance(operator, CSRParts):
             if self._hooked():
                 index, value = csr_entries(*operator)
-                return self._propagated(x, index, value.to(x.dtype))
+                return self._propagated(x, index, value.to(x.dtype), root)
             parts = operator._replace(value=operator.value.to(x.dtype))
             if torch.compiler.is_compiling():
                 return self._fused(x, lambda nodes, weights: chebyshev_csr(
-                    nodes, *parts, weights)[0], contiguous)
+                    nodes, *parts, weights)[0], contiguous, root)
             operator = parts.operator()
         elif not isinstance(operator, SparseOperator):
             operator = SparseOperator(operator.to(x.dtype) if operator.dtype != x.dtype
@@ -239,7 +273,7 @@ class SphericalChebConv(MessagePassing):
                              "(index, value) entries")
         operator = operator.with_kernel(get_cpu_kernel())
         return self._fused(x, lambda nodes, weights: ChebyshevBasisLinear.apply(
-            nodes, operator, *weights), contiguous)
+            nodes, operator, *weights), contiguous, root)
 
     def message(self, x_j: Tensor, norm: Tensor) -> Tensor:
         r"""Message from source ``j`` along an entry of :math:`\hat L`: ``norm * x_j``."""
@@ -255,9 +289,24 @@ class SphericalChebConv(MessagePassing):
         """An explainer's edge mask or a registered message-passing hook is active."""
         return bool(self.explain) or any(getattr(self, name) for name in _HOOK_DICTS)
 
-    def _propagated(self, x: Tensor, index: Tensor, norm: Tensor) -> Tensor:
+    def _mass_root(self, node_weight: Tensor | None, num_nodes: int, x: Tensor
+                   ) -> Tensor | None:
+        r""":math:`M^{1/2}` as ``[N, 1]`` in the dtype of ``x`` for ``"mass"`` (checked
+        ``node_weight``), ``None`` for the other normalisations (which take none)."""
+        if self.normalization != "mass":
+            if node_weight is not None:
+                raise ValueError(f"node_weight applies to normalization='mass' only; this "
+                                 f"layer has normalization={self.normalization!r}")
+            return None
+        node_weight = check_node_weight(node_weight, num_nodes,
+                                        values=not torch.compiler.is_compiling())
+        return node_weight.to(device=x.device, dtype=x.dtype).sqrt().unsqueeze(-1)
+
+    def _propagated(self, x: Tensor, index: Tensor, norm: Tensor,
+                    root: Tensor | None = None) -> Tensor:
         """The recurrence with PyG's ``propagate`` (``ChebConv``'s own algorithm); ``x``
-        ``[N, F_in]`` or ``[B, N, F_in]`` (nodes on dimension -2, PyG's ``node_dim``)."""
+        ``[N, F_in]`` or ``[B, N, F_in]`` (nodes on dimension -2, PyG's ``node_dim``);
+        ``root`` ``[N, 1]``: the sum is divided by it before the bias (``"mass"``)."""
         previous = x
         out = self.lins[0](x)
         if len(self.lins) > 1:
@@ -267,15 +316,19 @@ class SphericalChebConv(MessagePassing):
                 following = 2.0 * self.propagate(index, x=current, norm=norm) - previous
                 out = out + lin(following)
                 previous, current = current, following
+        if root is not None:
+            out = out / root  # M^{-1/2}
         if self.bias is not None:
             out = out + self.bias
         return out
 
-    def _fused(self, x: Tensor, product, contiguous: bool = True) -> Tensor:
+    def _fused(self, x: Tensor, product, contiguous: bool = True,
+               root: Tensor | None = None) -> Tensor:
         """The fused basis/weights ``product(nodes_first, weights)``
         (:mod:`~deepsphere_pyg.nn.fused_chebyshev`) for ``x`` ``[N, F_in]`` or
         ``[B, N, F_in]``; the recursion runs on ``[N, B * F_in]``, one operator product per
-        term for the whole batch."""
+        term for the whole batch. ``root`` ``[N, 1]``: the sum is divided by it before
+        the bias (``"mass"``)."""
         weights = [lin.weight for lin in self.lins]
         if x.dim() == 2:
             out = product(x.contiguous(), weights)
@@ -283,6 +336,11 @@ class SphericalChebConv(MessagePassing):
             size, num_nodes, features = x.shape
             nodes_first = x.transpose(0, 1).reshape(num_nodes, size * features)
             out = product(nodes_first.contiguous(), weights)
+        if root is not None:  # M^{-1/2}; out is node-major [N (* B), F_out]
+            scale = root.view(-1, 1) if x.dim() == 2 else root.view(-1, 1, 1)
+            nodes = out if x.dim() == 2 else out.view(root.shape[0], -1, out.shape[-1])
+            nodes = nodes / scale if scale.requires_grad else nodes.div_(scale)
+            out = nodes.view_as(out)
         # In place: the output is a fresh tensor, and a new one would cost a page-faulting
         # allocation of the full output on CPU.
         out = out if self.bias is None else out.add_(self.bias)

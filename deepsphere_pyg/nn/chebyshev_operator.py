@@ -97,10 +97,13 @@ def chebyshev_operator(
     dtype: torch.dtype,
     *,
     cache: bool = True,
+    node_weight: torch.Tensor | None = None,
 ) -> SparseOperator:
     r"""The operator of :func:`~deepsphere_pyg.graphs.operator.rescaled_laplacian_entries`
     as CSR matrices :math:`M` and :math:`M^\top` (module docstring), with the CPU kernel
-    of :func:`get_cpu_kernel` at the time of the call.
+    of :func:`get_cpu_kernel` at the time of the call. ``node_weight`` ``[N]``: the node
+    masses of ``normalization="mass"`` (the symmetric form :math:`S`, so :math:`M^\top =
+    M`); part of the cache key like the edge tensors.
 
     With ``cache=True`` (the drop-in path, where PyG hands the layer raw tensors) it is
     cached on the identity of the input tensors: the cache holds the most recent graphs
@@ -110,9 +113,11 @@ def chebyshev_operator(
     """
     if not cache:
         return _build(edge_index, edge_weight, num_nodes, normalization, lambda_max, batch,
-                      dtype)
+                      dtype, node_weight)
     tensors = (edge_index, edge_weight, batch,
                lambda_max if isinstance(lambda_max, torch.Tensor) else None)
+    if node_weight is not None:  # keys of the other normalisations stay as they were
+        tensors = (*tensors, node_weight)
     scalar = None if isinstance(lambda_max, torch.Tensor) or lambda_max is None \
         else float(lambda_max)
     key = (*(_identity(t) for t in tensors), num_nodes, normalization, scalar,
@@ -123,7 +128,7 @@ def chebyshev_operator(
             _cache.move_to_end(key)
             return entry[1].with_kernel(_cpu_kernel)
     operator = _build(edge_index, edge_weight, num_nodes, normalization, lambda_max, batch,
-                      dtype)
+                      dtype, node_weight)
     refs = tuple(None if t is None else weakref.ref(t) for t in tensors)
     with _lock:
         _cache[key] = (refs, operator)
@@ -147,7 +152,8 @@ def clear_operator_cache() -> None:
 
 def _build(edge_index: torch.Tensor, edge_weight: torch.Tensor | None, num_nodes: int,
            normalization: str | None, lambda_max: float | torch.Tensor | None,
-           batch: torch.Tensor | None, dtype: torch.dtype) -> SparseOperator:
+           batch: torch.Tensor | None, dtype: torch.dtype,
+           node_weight: torch.Tensor | None = None) -> SparseOperator:
     if edge_index.numel() and int(edge_index.max()) >= num_nodes:
         raise ValueError(
             f"x has {num_nodes} nodes but edge_index refers to node {int(edge_index.max())}; "
@@ -155,7 +161,8 @@ def _build(edge_index: torch.Tensor, edge_weight: torch.Tensor | None, num_nodes
         )
     with torch.no_grad():
         index, value = rescaled_laplacian_entries(edge_index, edge_weight, num_nodes,
-                                                  normalization, lambda_max, batch, dtype)
+                                                  normalization, lambda_max, batch, dtype,
+                                                  node_weight)
     # Messages flow source (row 0) -> target (row 1): the applied matrix is M[t, s].
     applied = csr_from_entries(index.flip(0), value, num_nodes)
     transposed = csr_from_entries(index, value, num_nodes) if normalization == "rw" else None
@@ -166,20 +173,21 @@ def _build(edge_index: torch.Tensor, edge_weight: torch.Tensor | None, num_nodes
 @torch.library.custom_op("deepsphere_pyg::chebyshev_operator_csr", mutates_args=())
 def chebyshev_operator_csr(edge_index: torch.Tensor, edge_weight: torch.Tensor | None,
                            num_nodes: int, normalization: str | None,
-                           lambda_max: float | None, dtype: torch.dtype
+                           lambda_max: float | None, dtype: torch.dtype,
+                           node_weight: torch.Tensor | None = None
                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`chebyshev_operator` (cached) as the dense CSR parts ``(crow, col, value)``
     of :math:`M` (copies): one opaque operation for :func:`torch.compile`, which cannot
     trace the cache nor sparse tensors. The symmetric normalisations only (the fused
-    product's backward applies :math:`M^\\top = M`)."""
+    product's backward applies :math:`M^\\top = M`), ``"mass"`` included."""
     operator = chebyshev_operator(edge_index, edge_weight, num_nodes, normalization,
-                                  lambda_max, None, dtype)
+                                  lambda_max, None, dtype, node_weight=node_weight)
     return csr_parts(operator.matrix)
 
 
 @chebyshev_operator_csr.register_fake
 def _chebyshev_operator_csr_fake(edge_index, edge_weight, num_nodes, normalization,
-                                 lambda_max, dtype):
+                                 lambda_max, dtype, node_weight=None):
     entries = torch.library.get_ctx().new_dynamic_size()
     return (edge_index.new_empty(num_nodes + 1, dtype=torch.long),
             edge_index.new_empty(entries, dtype=torch.long),
