@@ -19,6 +19,7 @@ from .checks import (
     pixels_from_mask,
     report_isolated,
 )
+from .healpix_knn import healpix_knn, uses_rings
 from .hierarchy import SphereHierarchy
 from .kernels import check_kernel, healpix_kernel_width, heat_kernel
 from .knn import (
@@ -30,6 +31,7 @@ from .knn import (
     to_kept_nodes,
     union_symmetric_weighted,
 )
+from .node_weight import healpix_node_weight
 from .operator import numpy_float
 from .sphere_graph import SphereGraph
 
@@ -65,6 +67,15 @@ def healpix_graph(
 
     ``kernel="v1"`` without ``edges`` still means the v1 graph (deprecated: pass
     ``edges="neighbours"``).
+
+    **k-NN search.** From ``nside`` 128 (``k <= 60``) the k nearest pixels are found,
+    exactly, among a few rings of HEALPix neighbours of each node
+    (:func:`~deepsphere_pyg.graphs.healpix_knn.healpix_knn`: no tree over the sky, cost in
+    the node count only); of pixels at exactly the k-th distance the lower NEST ids are
+    kept. Smaller maps search a tree over all pixels
+    (:func:`~deepsphere_pyg.graphs.knn.knn_chord`), which orders such ties its own way
+    (:func:`~deepsphere_pyg.graphs.healpix_knn.uses_rings`). Distances and weights are
+    bitwise the same either way.
 
     **Partial sky.** With ``mask`` the graph holds only the observed pixels: it is the
     subgraph of the full-sky graph induced by them (no edge leaves the mask; pixels on
@@ -110,25 +121,27 @@ def healpix_graph(
 
     if isinstance(mask, torch.Tensor):
         mask = mask.detach().cpu().numpy()
-    pixels = None if mask is None else pixels_from_mask(mask, nside, nest, check_ordering,
-                                                        mask_ordering)
+    pixels = None if mask is None else _mask_pixels(mask, nside, nest, check_ordering,
+                                                    mask_ordering)
     num_kept = npix if pixels is None else pixels.size
     if knn:
         check_k(k, num_kept if pixels is None else npix)
 
     # The graph is built on the NEST-ordered pixels whatever the ordering asked for, then
-    # relabelled: the RING graph is exactly the NEST graph relabelled (same positions, same
-    # tree, so the same neighbours even where distances tie).
-    nest_pos = _pixel_positions(nside)
+    # relabelled: the RING graph is exactly the NEST graph relabelled (same positions, and
+    # ties between equal distances are broken by NEST ids or by the same tree).
     if nest:
         node_pixels = pixels  # NEST ids of the nodes (None: all pixels, in order)
     else:
         node_pixels = hp.ring2nest(nside, np.arange(npix) if pixels is None else pixels)
-    neighbours, knn_dist2 = _neighbour_pixels(nside, k, knn, nest_pos, node_pixels)
+    pos = np.empty((num_kept, 3), dtype=np.float64)  # filled by the search
+    neighbours, knn_dist2 = _neighbour_pixels(nside, k, knn, node_pixels, pos)
     if node_pixels is not None:
         neighbours = to_kept_nodes(neighbours, node_pixels, npix)
 
-    isolated_nodes = isolated_rows(neighbours)
+    # On the full sky every pixel has neighbours; with a mask some may have none.
+    isolated_nodes = np.empty(0, dtype=np.int64) if pixels is None else isolated_rows(
+        neighbours)
     if isolated_nodes.size:
         ids = isolated_nodes if pixels is None else pixels[isolated_nodes]
         report_isolated(ids, isolated, stacklevel=2, what="observed pixel(s)")
@@ -137,8 +150,6 @@ def healpix_graph(
                              isolated="raise", check_ordering=False, dtype=dtype,
                              edges=edges)
 
-    pos = nest_pos if node_pixels is None else nest_pos[node_pixels]
-    del nest_pos
     # Squared distances of the listed neighbours: those of the k-NN search itself, or
     # computed for the HEALPix neighbours (v1).
     entry_dist2 = knn_dist2 if knn else neighbour_squared_distance(pos, neighbours)
@@ -169,6 +180,7 @@ def healpix_graph(
         kernel=recipe,
         kernel_width=float(t),
         pixels=None if pixels is None else torch.from_numpy(pixels),
+        node_weight=healpix_node_weight(nside, int(num_kept), dtype),
     )
 
 
@@ -224,8 +236,7 @@ def healpix_hierarchy(
     edges = _edges_of(edges, kernel)
     if isinstance(mask, torch.Tensor):
         mask = mask.detach().cpu().numpy()
-    pixels = None if mask is None else pixels_from_mask(mask, nside, True, True,
-                                                        mask_ordering)
+    pixels = None if mask is None else _mask_pixels(mask, nside, True, True, mask_ordering)
 
     def parents(level: int, ids: np.ndarray | None) -> np.ndarray:
         return (np.arange(hp.nside2npix(nside >> level)) if ids is None else ids) // 4
@@ -266,39 +277,69 @@ def _resolve_kernel(edges: str, kernel: str | float, k: int, nside: int
     return "v2", healpix_kernel_width(nside, k)
 
 
-def _pixel_positions(nside: int) -> np.ndarray:
-    """Unit vectors ``[12 nside^2, 3]`` (float64) of all pixels in NEST order.
+def _mask_pixels(mask: np.ndarray, nside: int, nest: bool, check_ordering: bool,
+                 mask_ordering: str | None) -> np.ndarray:
+    """:func:`~deepsphere_pyg.graphs.checks.pixels_from_mask`, returning pixel ids that are
+    already sorted, unique and in range (as from :func:`healpy.query_disc`) as they are:
+    its sort of 10^7 ids takes seconds."""
+    array = np.asarray(mask)
+    if (array.ndim == 1 and 0 < array.size < hp.nside2npix(nside)
+            and np.issubdtype(array.dtype, np.integer)
+            and (mask_ordering is None or (mask_ordering == "nest") == nest)
+            and array[0] >= 0 and array[-1] < hp.nside2npix(nside)
+            and bool(np.all(array[1:] > array[:-1]))):
+        return array.astype(np.int64)
+    return pixels_from_mask(mask, nside, nest, check_ordering, mask_ordering)
+
+
+def _pixel_positions(nside: int, pixels: np.ndarray | None = None,
+                     out: np.ndarray | None = None) -> np.ndarray:
+    """Unit vectors ``[N, 3]`` (float64) of the NEST ``pixels`` (``None``: all, in order),
+    written to ``out`` if given.
 
     Filled in blocks, so the temporaries of :func:`healpy.pix2vec` stay small.
     """
-    npix = hp.nside2npix(nside)
-    pos = np.empty((npix, 3), dtype=np.float64)
+    size = hp.nside2npix(nside) if pixels is None else len(pixels)
+    pos = np.empty((size, 3), dtype=np.float64) if out is None else out
     step = 1 << 20
-    for start in range(0, npix, step):
-        stop = min(start + step, npix)
-        for axis, values in enumerate(hp.pix2vec(nside, np.arange(start, stop), nest=True)):
+    for start in range(0, size, step):
+        stop = min(start + step, size)
+        ids = np.arange(start, stop) if pixels is None else pixels[start:stop]
+        for axis, values in enumerate(hp.pix2vec(nside, ids, nest=True)):
             pos[start:stop, axis] = values
     return pos
 
 
 def _neighbour_pixels(
-    nside: int, k: int, knn: bool, nest_pos: np.ndarray, nest_pixels: np.ndarray | None
+    nside: int, k: int, knn: bool, nest_pixels: np.ndarray | None, pos: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Neighbours of the node pixels ``nest_pixels`` (``None``: all) on the full sky.
 
     Returns NEST pixel ids ``[N, k]`` (-1: none) and, for k-NN (``knn``), the squared
-    chord distances ``[N, k]`` of the search (``None`` for the HEALPix neighbours).
+    chord distances ``[N, k]`` of the search (``None`` for the HEALPix neighbours). Fills
+    ``pos`` ``[N, 3]`` with the unit vectors of the node pixels.
+
+    The k-NN search is :func:`~deepsphere_pyg.graphs.healpix_knn.healpix_knn` (candidates
+    from the rings of HEALPix neighbours, cost in the node count only) wherever
+    :func:`~deepsphere_pyg.graphs.healpix_knn.uses_rings` allows, else a tree over all
+    pixels (:func:`~deepsphere_pyg.graphs.knn.knn_chord`, small ``nside``).
     """
+    npix = hp.nside2npix(nside)
+    index_dtype = index_dtype_for(npix)
     if not knn:
-        query = np.arange(nest_pos.shape[0]) if nest_pixels is None else nest_pixels
-        neighbours = np.empty((query.size, 8), dtype=index_dtype_for(nest_pos.shape[0]))
+        _pixel_positions(nside, nest_pixels, out=pos)
+        query = np.arange(npix) if nest_pixels is None else nest_pixels
+        neighbours = np.empty((query.size, 8), dtype=index_dtype)
         step = 1 << 20
         for start in range(0, query.size, step):
             block = hp.get_all_neighbours(nside, query[start:start + step], nest=True)
             neighbours[start:start + step] = block.T
         return neighbours, None
-    return knn_chord(nest_pos, k, query_index=nest_pixels,
-                     index_dtype=index_dtype_for(nest_pos.shape[0]))
+    if uses_rings(nside, k):
+        return healpix_knn(nside, k, nest_pixels, index_dtype=index_dtype, positions=pos)
+    nest_pos = _pixel_positions(nside)
+    pos[:] = nest_pos if nest_pixels is None else nest_pos[nest_pixels]
+    return knn_chord(nest_pos, k, query_index=nest_pixels, index_dtype=index_dtype)
 
 
 def _mean_over_edges(
