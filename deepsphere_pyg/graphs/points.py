@@ -246,7 +246,7 @@ def points_level(
     check_isolated(isolated)
     check_float_dtype(dtype)
     k = check_positive_int(k, "k")
-    merge_deg = _check_merge_distance(merge_distance)
+    merge_deg = check_merge_distance(merge_distance)
     radius = 2.0 * math.sin(math.radians(merge_deg) / 2.0)  # chord of merge_deg
 
     pos = lonlat_to_vec(lon_a, lat_a)
@@ -405,16 +405,17 @@ def _close_groups(pos: np.ndarray, radius: float) -> list[list[int]]:
     return sorted(groups.values())
 
 
-def _check_merge_distance(merge_distance: object) -> float:
-    """The merge angle in degrees (at least :data:`DUPLICATE_DISTANCE_DEG`)."""
+def check_merge_distance(merge_distance: object, name: str = "merge_distance") -> float:
+    """The merge angle in degrees (at least :data:`DUPLICATE_DISTANCE_DEG`); ``name`` is
+    the argument or configuration key named in errors."""
     if merge_distance is None:
         return DUPLICATE_DISTANCE_DEG
     if isinstance(merge_distance, bool) or not isinstance(merge_distance, numbers.Real):
-        raise TypeError(f"merge_distance must be an angle in degrees (a float), got "
+        raise TypeError(f"{name} must be an angle in degrees (a float), got "
                         f"{merge_distance!r}")
     value = float(merge_distance)
     if not (math.isfinite(value) and 0 <= value < 180):
-        raise ValueError(f"merge_distance must be an angle in degrees in [0, 180), got "
+        raise ValueError(f"{name} must be an angle in degrees in [0, 180), got "
                          f"{merge_distance!r} (one degree is about 111 km on the Earth)")
     return max(value, DUPLICATE_DISTANCE_DEG)
 

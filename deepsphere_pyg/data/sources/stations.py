@@ -53,7 +53,6 @@ sample; the data set turns NaN into ``node_mask``.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -63,7 +62,7 @@ from scipy.spatial import cKDTree
 
 from ...graphs import SphereHierarchy, points_hierarchy
 from ...graphs.lonlat import check_lonlat, lonlat_to_vec
-from ...graphs.points import DUPLICATE_DISTANCE_DEG, merge_points
+from ...graphs.points import check_merge_distance, merge_points
 from ...io import atomic_path
 from .base import FileSource
 
@@ -135,7 +134,7 @@ class StationSource(FileSource):
             raise ValueError(f"data.duplicates must be 'raise' or 'merge', got {duplicates!r}")
         self.duplicates = duplicates
         self.merge_distance = merge_distance
-        self._merge_deg = _check_merge_distance(merge_distance)
+        self._merge_deg = check_merge_distance(merge_distance, "data.merge_distance")
         columns = dict(columns or {})
         unknown = sorted(set(columns) - set(DEFAULT_COLUMNS))
         if unknown:
@@ -499,15 +498,3 @@ def _times(pd: Any, series: Any, path: Path) -> np.ndarray:
     return times.to_numpy().astype("datetime64[ns]")
 
 
-def _check_merge_distance(merge_distance: object) -> float:
-    """The merge angle in degrees, checked as by ``points_graph``."""
-    if merge_distance is None:
-        return DUPLICATE_DISTANCE_DEG
-    if isinstance(merge_distance, bool) or not isinstance(merge_distance, numbers.Real):
-        raise TypeError(f"data.merge_distance must be an angle in degrees (a float), got "
-                        f"{merge_distance!r}")
-    value = float(merge_distance)
-    if not (math.isfinite(value) and 0 <= value < 180):
-        raise ValueError(f"data.merge_distance must be an angle in degrees in [0, 180), got "
-                         f"{merge_distance!r} (one degree is about 111 km on the Earth)")
-    return max(value, DUPLICATE_DISTANCE_DEG)
