@@ -158,3 +158,18 @@ def expand_paths(path: PathLike | Sequence[PathLike], key: str = "data.path") ->
                 raise FileNotFoundError(f"{key}: {text!r} does not exist")
             files.append(candidate)
     return files
+
+
+#: Compression suffixes removed with the format suffix by :func:`file_stem`.
+COMPRESSION_SUFFIXES = (".gz", ".fz", ".bz2")
+
+
+def file_stem(path: PathLike) -> str:
+    """A file's name without its format suffix and compression suffix
+    (``maps/map_07.fits.gz`` -> ``map_07``): how sources name their samples."""
+    name = Path(path).name
+    for suffix in COMPRESSION_SUFFIXES:
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return Path(name).stem or name

@@ -48,7 +48,7 @@ from ...graphs import SphereHierarchy
 from ..base import SPLITS
 from ..signal import SphereSignal
 from . import SOURCE_OPTIONS, source_class
-from .base import FileSource, expand_paths
+from .base import FileSource, expand_paths, file_stem
 from .splits import split_indices
 from .targets import task_of
 
@@ -496,7 +496,7 @@ def _csv_labels(file: Path, names: Sequence[str]) -> np.ndarray:
     if not named or "label" not in header:
         return values
     keys = [Path(row[named[0]].strip()).name for row in body]
-    stems = {_stem(key): position for position, key in enumerate(keys)}
+    stems = {file_stem(key): position for position, key in enumerate(keys)}
     if len(stems) != len(keys):
         raise ValueError(f"{file}: the {header[named[0]]!r} column names a sample twice")
     missing = [name for name in names if name not in stems]
@@ -505,14 +505,6 @@ def _csv_labels(file: Path, names: Sequence[str]) -> np.ndarray:
                          f"{missing[0]!r} (the {header[named[0]]!r} column is matched to "
                          "the file names without extension)")
     return values[[stems[name] for name in names]]
-
-
-def _stem(name: str) -> str:
-    """A file name without its extensions (``map_07.fits.gz`` -> ``map_07``)."""
-    stem = name
-    while Path(stem).suffix and not Path(stem).suffix[1:].isdigit():
-        stem = Path(stem).stem
-    return stem
 
 
 def _numeric(text: str) -> bool:

@@ -58,13 +58,12 @@ from ..files import (
     read_fits_map,
     read_mask_file,
 )
-from .base import FileSource
+from .base import FileSource, file_stem
 
 #: Suffixes of HealSparse maps (so are FITS files with ``PIXTYPE = HEALSPARSE`` and folders).
 HEALSPARSE_SUFFIXES = (".hsp", ".hs", ".hsparquet", ".parquet", ".h5", ".hdf5")
 
 #: Compression suffixes dropped from sample names (``map.fits.gz`` -> ``map``).
-COMPRESSION_SUFFIXES = (".gz", ".fz", ".bz2")
 
 #: FITS outputs are partial-sky (explicit) when the nodes are at most this part of the sky.
 PARTIAL_FRACTION = 0.25
@@ -149,8 +148,8 @@ class HealpixSource(FileSource):
                                observed=self._observed_raw(self._is_nest(0)),
                                name=self.source(0))
         self._names = _unique(
-            [f"{_stem(self.paths[0])}_{i}" for i in range(self.num_samples)]
-            if self.kind == "npy" else [_stem(path) for path in self.paths])
+            [f"{file_stem(self.paths[0])}_{i}" for i in range(self.num_samples)]
+            if self.kind == "npy" else [file_stem(path) for path in self.paths])
 
     # ------------------------------------------------------------------ set-up
     def _init_maps(self) -> None:
@@ -577,16 +576,6 @@ def _write_explicit_fits(path: Path, pixels: np.ndarray, values: np.ndarray,
                          ("EXTNAME", "xtension"), ("NSIDE", nside),
                          ("INDXSCHM", "EXPLICIT"), ("OBJECT", "PARTIAL")])
     fits.HDUList([fits.PrimaryHDU(), table]).writeto(path, overwrite=True)
-
-
-def _stem(path: Path) -> str:
-    """``path``'s name without its format suffix (and compression suffix)."""
-    name = path.name
-    for suffix in COMPRESSION_SUFFIXES:
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return Path(name).stem or name
 
 
 def _unique(names: list[str]) -> list[str]:
