@@ -239,10 +239,10 @@ def mass_constant(pos: torch.Tensor | np.ndarray, edge_index: torch.Tensor,
                edge_weight: torch.Tensor | None, node_weight: torch.Tensor | np.ndarray
                ) -> float:
     r"""The constant :math:`c` of the mass Laplacian (module docstring): the area-weighted
-    mean of the second moments :math:`c_i = rac14 \sum_j m_j w_{ij} d_{ij}^2`,
+    mean of the second moments :math:`c_i = \frac14 \sum_j m_j w_{ij} d_{ij}^2`,
 
     .. math::
-        c = rac{\sum_i m_i c_i}{\sum_i m_i},
+        c = \frac{\sum_i m_i c_i}{\sum_i m_i},
 
     with :math:`d_{ij}` the chord distance of the unit vectors ``pos`` ``[N, 3]`` (for a
     heat kernel resolved by the edges, :math:`c pprox 4\pi t^2`). Computed in float64.

@@ -30,7 +30,21 @@ term (0 for the combinatorial Laplacian) is summed exactly. The pairs are merged
 :data:`BINS` bins of their angle, so the recurrence costs the same for any graph. For the
 random-walk Laplacian :math:`D^{-1}(D - W)`, self-adjoint for
 :math:`\langle f, g\rangle_D = f^\top D g`, the denominator is
-:math:`\mathbb E[f^\top D f]`.
+:math:`\mathbb E[f^\top D f]`. For the mass Laplacian :math:`\frac1c M^{-1} L_m`
+(``normalization="mass"``, :mod:`~deepsphere_pyg.graphs.operator`), self-adjoint for
+:math:`\langle f, g\rangle_M = f^\top M g`, the quotient is the quadrature one,
+
+.. math::
+
+    \mu(\ell) = \frac{\mathbb E[f^\top L_m f]}{c\, \mathbb E[f^\top M f]}
+    = \frac{\sum_{i \ne j} m_i m_j w_{ij} \big(1 - P_\ell(x_i \cdot x_j)\big)}
+      {c \sum_i m_i},
+
+the same edge sum with the weights :math:`m_i m_j w_{ij}` (node masses :math:`m_i` of
+:func:`~deepsphere_pyg.graphs.node_weight.node_weight`, :math:`c` of
+:func:`~deepsphere_pyg.graphs.laplacian.mass_scale`): about :math:`\ell(\ell + 1)` at
+low degrees whatever the node density, where the node-count quotients of the other
+Laplacians are dominated by the densest regions (the poles of a lat-lon grid).
 
 Measured (combinatorial Laplacian, v2 weights, HEALPix nside 32): :math:`\mu(\ell)` equals
 :math:`c\,\ell(\ell+1)` (:math:`c = \mu(1)/2`) within 5 % up to :math:`\ell \approx 0.75\,
@@ -76,6 +90,8 @@ import numpy as np
 import torch
 from scipy.interpolate import PchipInterpolator
 
+from ..graphs.laplacian import _mass_key, mass_scale
+from ..graphs.node_weight import node_weight
 from ..graphs.operator import check_normalization
 from ..graphs.sphere_graph import SphereGraph
 from .resolution import effective_nside
@@ -190,24 +206,31 @@ def expected_rayleigh_quotients(
     Args:
         graph: any sphere graph (``pos`` unit vectors, symmetric ``edge_weight``).
         lmax: largest degree.
-        normalization: Laplacian: ``None`` (combinatorial), ``"sym"`` or ``"rw"``. The
-            random-walk Laplacian :math:`D^{-1}(D - W)` is self-adjoint for the inner
-            product :math:`\langle f, g\rangle_D = f^\top D g`, so its quotient is
-            :math:`\mathbb E[f^\top (D - W) f] / \mathbb E[f^\top D f]`.
+        normalization: Laplacian: ``None`` (combinatorial), ``"sym"``, ``"rw"`` or
+            ``"mass"``. The random-walk Laplacian :math:`D^{-1}(D - W)` is self-adjoint
+            for the inner product :math:`\langle f, g\rangle_D = f^\top D g`, so its
+            quotient is :math:`\mathbb E[f^\top (D - W) f] / \mathbb E[f^\top D f]`;
+            ``"mass"`` uses the graph's node masses and constant :math:`c` (module
+            docstring; ``ValueError`` without valid masses).
         max_pairs: edges summed exactly up to this count, else a uniform sample of it.
         seed: seed of that sample.
 
     Returns:
         ``[lmax + 1]`` float64 expected Rayleigh quotients.
     """
-    check_normalization(normalization)
+    check_normalization(normalization, mass=True)
     lmax = _check_lmax(lmax)
     n = int(graph.num_nodes)
     row, col = (t.detach().cpu().numpy() for t in graph.edge_index)
     weight = graph.edge_weight.detach().cpu().numpy().astype(np.float64)
     degree = np.bincount(row, weights=weight, minlength=n)
     denominator = float(n)
-    if normalization in (None, "rw"):
+    if normalization == "mass":
+        # 1^T L_m 1 = 0, A_ij = m_i m_j w_ij; denominator c E[f^T M f] / E[f_i^2].
+        mass = node_weight(graph).detach().cpu().numpy().astype(np.float64)
+        constant, scale = 0.0, mass
+        denominator = mass_scale(graph) * float(mass.sum())
+    elif normalization in (None, "rw"):
         # 1^T L 1 = 0 and A_ij = w_ij; for rw the denominator is E[f^T D f] / E[f_i^2].
         constant = 0.0
         scale = None
@@ -316,8 +339,9 @@ def degree_calibration(
                              "degree 0; the graph has no edges that resolve degree 1")
         return DegreeMap(np.arange(stop, dtype=np.float64), mu[:stop], normalization)
 
-    return graph.cached("scattering_degree_map", (normalization, max_degree, max_pairs),
-                        compute)
+    key = (normalization, max_degree, max_pairs,
+           *(_mass_key(graph) if normalization == "mass" else ()))
+    return graph.cached("scattering_degree_map", key, compute)
 
 
 def pooling_gain(
@@ -328,9 +352,15 @@ def pooling_gain(
     *,
     max_pairs: int = MAX_PAIRS,
     seed: int = 0,
+    weighted: bool = False,
 ) -> np.ndarray:
     r""":math:`\gamma(\ell)`, ``[lmax + 1]``, of averaging the children of each parent
-    (module docstring), cached on ``child``.
+    (module docstring), cached on ``child``; ``weighted=True``: of the mass-weighted
+    average :math:`\bar f_p = \sum_{i \in \mathcal C(p)} m_i f_i / \sum_{i \in
+    \mathcal C(p)} m_i` (child masses of
+    :func:`~deepsphere_pyg.graphs.node_weight.node_weight`), the term of child :math:`i`
+    weighted by :math:`m_i / \sum_{\mathcal C(p)} m` instead of
+    :math:`1 / |\mathcal C(p)|`.
 
     Args:
         child: the finer graph.
@@ -339,23 +369,31 @@ def pooling_gain(
         lmax: largest degree.
         max_pairs: children summed exactly up to this count, else a uniform sample.
         seed: seed of that sample.
+        weighted: mass-weighted averages (the pooling of ``normalization="mass"``).
     """
     lmax = _check_lmax(lmax)
     if tuple(pool_index.shape) != (int(child.num_nodes),):
         raise ValueError(f"pool_index must have shape [{int(child.num_nodes)}], "
                          f"got {tuple(pool_index.shape)}")
     key = (lmax, max_pairs, seed, pool_index.data_ptr(), pool_index._version,
-           parent.pos.data_ptr(), int(parent.num_nodes))
+           parent.pos.data_ptr(), int(parent.num_nodes), bool(weighted),
+           *(_mass_key(child) if weighted else ()))
+    mass = (node_weight(child).detach().cpu().numpy().astype(np.float64) if weighted
+            else None)
     return child.cached("scattering_pooling_gain", key,
-                        lambda: _pooling_gain(child, parent, pool_index, lmax, max_pairs, seed))
+                        lambda: _pooling_gain(child, parent, pool_index, lmax, max_pairs, seed,
+                                              mass))
 
 
 def _pooling_gain(child: SphereGraph, parent: SphereGraph, pool_index: torch.Tensor,
-                  lmax: int, max_pairs: int, seed: int) -> np.ndarray:
+                  lmax: int, max_pairs: int, seed: int, mass: np.ndarray | None = None
+                  ) -> np.ndarray:
     index = pool_index.detach().cpu().numpy().astype(np.int64)
     n_parent = int(parent.num_nodes)
-    counts = np.bincount(index, minlength=n_parent).astype(np.float64)
-    weight = 1.0 / (counts[index] * n_parent)  # sums to 1
+    if mass is None:
+        mass = np.ones(index.size)
+    totals = np.bincount(index, weights=mass, minlength=n_parent)
+    weight = mass / (totals[index] * n_parent)  # sums to 1
     nodes = np.arange(index.size)
     pick = _sample(index.size, max_pairs, seed)
     factor = 1.0

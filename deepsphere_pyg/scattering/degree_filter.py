@@ -21,13 +21,14 @@ import numpy as np
 import scipy.fft
 import torch
 
-from ..graphs.laplacian import estimate_lambda_max
+from ..graphs.laplacian import _mass_key, estimate_lambda_max, graph_laplacian_scipy
+from ..graphs.node_weight import node_weight
 from ..graphs.operator import (
     SparseOperator,
     chebyshev_series,
+    check_node_weight,
     check_normalization,
     gershgorin_bound,
-    laplacian_scipy,
     numpy_float,
     rescale,
     scipy_to_torch_csr,
@@ -42,6 +43,7 @@ __all__ = [
     "check_order",
     "degree_filter",
     "kernel_coefficients",
+    "mass_roots",
 ]
 
 #: Chebyshev terms of a filter whose band ends at its level's resolution.
@@ -70,15 +72,18 @@ def chebyshev_operator(graph: SphereGraph, normalization: str | None = None,
     behind the library's defaults"); ``"lanczos"``: :func:`~deepsphere_pyg.graphs.laplacian.
     estimate_lambda_max`. The matrix is a CSR tensor with int32 indices where they fit
     (half the index memory and traffic of int64), in the graph's dtype and on its device.
+    ``normalization="mass"``: the symmetric form :math:`S = \frac1c M^{-1/2} L_m M^{-1/2}`
+    of the mass Laplacian (:func:`~deepsphere_pyg.graphs.laplacian.graph_laplacian_scipy`,
+    with the graph's masses and constant :math:`c`); a filter of node values is then
+    :math:`M^{-1/2} g(S) M^{1/2} x` (:func:`mass_roots`).
     """
-    check_normalization(normalization)
+    check_normalization(normalization, mass=True)
     if lambda_max not in LAMBDA_MAX_METHODS:
         raise ValueError(f"lambda_max must be one of {LAMBDA_MAX_METHODS}, got {lambda_max!r}")
 
     def compute() -> tuple[torch.Tensor, float]:
         dtype = graph.edge_weight.dtype
-        lap = laplacian_scipy(graph.edge_index, graph.edge_weight, graph.num_nodes,
-                              normalization, dtype=numpy_float(dtype))
+        lap = graph_laplacian_scipy(graph, normalization, numpy_float(dtype))
         if lambda_max == "bound":
             top = gershgorin_bound(lap) * (1.0 + 1e-6)
         else:
@@ -91,7 +96,17 @@ def chebyshev_operator(graph: SphereGraph, normalization: str | None = None,
                                     device=graph.edge_weight.device)
         return matrix, top
 
-    return graph.cached("scattering_chebyshev_operator", (normalization, lambda_max), compute)
+    key = (normalization, lambda_max, *(_mass_key(graph) if normalization == "mass" else ()))
+    return graph.cached("scattering_chebyshev_operator", key, compute)
+
+
+def mass_roots(graph: SphereGraph) -> torch.Tensor:
+    r""":math:`\sqrt{m}` ``[N, 1]`` of the graph's node masses (validated: positive,
+    finite), in the graph's dtype and on its device: the conjugation
+    :math:`M^{-1/2} g(S) M^{1/2}` of filters of the mass Laplacian."""
+    mass = check_node_weight(node_weight(graph), int(graph.num_nodes))
+    return mass.detach().to(device=graph.edge_weight.device,
+                            dtype=graph.edge_weight.dtype).sqrt()[:, None]
 
 
 def kernel_coefficients(
@@ -151,13 +166,14 @@ def degree_filter(
         kernel: vectorised :math:`\kappa(\ell)` on float degrees, e.g.
             ``partial(bank.wavelet, j=3)`` or ``bank.scaling``.
         order: Chebyshev terms.
-        normalization: Laplacian, ``None`` (combinatorial), ``"sym"`` or ``"rw"``.
+        normalization: Laplacian, ``None`` (combinatorial), ``"sym"``, ``"rw"`` or
+            ``"mass"`` (:math:`M^{-1/2} g(S) M^{1/2} x` with the graph's masses).
         lambda_max: ``"bound"`` or ``"lanczos"`` (module docstring).
 
     Returns:
         The filtered signals, shape of ``x``.
     """
-    check_normalization(normalization)
+    check_normalization(normalization, mass=True)
     if lambda_max not in LAMBDA_MAX_METHODS:
         raise ValueError(f"lambda_max must be one of {LAMBDA_MAX_METHODS}, got {lambda_max!r}")
     n = int(graph.num_nodes)
@@ -166,4 +182,10 @@ def degree_filter(
     matrix, top = chebyshev_operator(graph, normalization, lambda_max)
     coefficients = kernel_coefficients(kernel, degree_calibration(graph, normalization),
                                        check_order(order), top)
-    return chebyshev_series(x, SparseOperator.for_signals(matrix, x.dtype), coefficients)
+    if normalization != "mass":
+        return chebyshev_series(x, SparseOperator.for_signals(matrix, x.dtype), coefficients)
+    root = mass_roots(graph).to(x.dtype)
+    y = x[:, None] if x.dim() == 1 else x
+    out = chebyshev_series(y * root, SparseOperator.for_signals(matrix, x.dtype),
+                           coefficients) / root
+    return out[:, 0] if x.dim() == 1 else out

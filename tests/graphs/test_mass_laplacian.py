@@ -208,5 +208,11 @@ def test_mass_is_refused_where_masses_cannot_be_given(grid_graph):
     with pytest.raises(ValueError, match="not available here"):
         check_normalization("mass")
     assert check_normalization("mass", mass=True) == "mass"
-    with pytest.raises(ValueError, match="not available here"):
-        expected_rayleigh_quotients(grid_graph, 4, normalization="mass")
+    # The scattering calibration takes the masses (quadrature Rayleigh quotients; degree 1
+    # gives 2 exactly through the constant c).
+    mu = expected_rayleigh_quotients(grid_graph, 4, normalization="mass")
+    assert mu[0] == 0.0 and mu[1] == pytest.approx(2.0)
+    bad = grid_graph.clone()
+    bad.node_weight = -bad.node_weight
+    with pytest.raises(ValueError, match="positive"):
+        expected_rayleigh_quotients(bad, 4, normalization="mass")
