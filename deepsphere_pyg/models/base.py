@@ -33,7 +33,7 @@ from ..graphs.hierarchy_data import HierarchyData, HierarchyLevel
 from ..graphs.operator import csr_from_parts, csr_parts
 from ..nn.chebyshev_operator import chebyshev_operator
 from ..nn.fused_chebyshev import CSRParts
-from .blocks import LAMBDA_MAX, NORMALIZATION, check_int
+from .blocks import NORMALIZATION, check_int, check_normalization, lambda_max_of
 
 __all__ = [
     "HierarchyBuffers",
@@ -63,7 +63,11 @@ class HierarchyBuffers(nn.Module):
     Level ``l`` is held as ``edge_index_{l}``, ``edge_weight_{l}``, ``coverage_{l}``,
     (except at the coarsest level) ``pool_index_{l}``, and the operator
     :math:`2L/\lambda_\max - I` of the models' convolutions (symmetric normalisation,
-    :data:`~deepsphere_pyg.models.blocks.LAMBDA_MAX`) as its CSR parts
+    :data:`~deepsphere_pyg.models.blocks.LAMBDA_MAX`, by default; for
+    ``normalization="mass"`` the mass form :math:`2S/\lambda_\max - I` of the level's
+    ``node_weight``, with the Gershgorin :math:`\lambda_\max` of
+    :mod:`deepsphere_pyg.models.blocks`, and the masses as ``node_weight_{l}``) as its
+    CSR parts
     ``operator_crow_{l}``, ``operator_col_{l}``, ``operator_value_{l}`` (dense tensors, so
     the module can be copied and moved like any other). All are registered with
     ``persistent=False``: ``.to(device)`` moves them, ``state_dict`` never holds them. The
@@ -72,11 +76,19 @@ class HierarchyBuffers(nn.Module):
     Args:
         hierarchy: the graphs, finest first.
         num_levels: keep the first ``num_levels`` levels (default: all).
+        normalization: ``"sym"`` (default) or ``"mass"`` (every kept level's graph must
+            then have ``node_weight``: ``[N]`` positive masses).
+
+    Raises:
+        ValueError: bad ``num_levels`` or ``normalization``; ``"mass"`` on a level
+            without ``node_weight``.
     """
 
-    def __init__(self, hierarchy: SphereHierarchy, num_levels: int | None = None) -> None:
+    def __init__(self, hierarchy: SphereHierarchy, num_levels: int | None = None,
+                 normalization: str = NORMALIZATION) -> None:
         super().__init__()
         hierarchy = check_hierarchy(hierarchy)
+        self.normalization = check_normalization(normalization)
         if num_levels is None:
             num_levels = len(hierarchy)
         if not 1 <= num_levels <= len(hierarchy):
@@ -94,6 +106,15 @@ class HierarchyBuffers(nn.Module):
             if level + 1 < num_levels:
                 self.register_buffer(f"pool_index_{level}", hierarchy.pool_index[level],
                                      persistent=False)
+            if self.normalization == "mass":
+                mass = graph.node_weight if "node_weight" in graph else None
+                if mass is None:
+                    raise ValueError(
+                        f"normalization='mass' needs node masses but level {level} of the "
+                        "hierarchy has no node_weight; build it with a SphereHierarchy "
+                        "builder (they set graph.node_weight) or set it with "
+                        "deepsphere_pyg.graphs.node_weight.node_weight(graph)")
+                self.register_buffer(f"node_weight_{level}", mass, persistent=False)
             self._build_operator(level)
 
     def _build_operator(self, level: int) -> None:
@@ -101,8 +122,9 @@ class HierarchyBuffers(nn.Module):
         weight = getattr(self, f"edge_weight_{level}")
         dtype = weight.dtype if weight is not None else torch.get_default_dtype()
         matrix = chebyshev_operator(getattr(self, f"edge_index_{level}"), weight,
-                                    self.num_nodes[level], NORMALIZATION, LAMBDA_MAX, None,
-                                    dtype, cache=False).matrix
+                                    self.num_nodes[level], self.normalization,
+                                    lambda_max_of(self.normalization), None, dtype,
+                                    cache=False, node_weight=self.node_weight(level)).matrix
         for part, tensor in zip(("crow", "col", "value"), csr_parts(matrix), strict=True):
             self.register_buffer(f"operator_{part}_{level}", tensor, persistent=False)
 
@@ -115,6 +137,10 @@ class HierarchyBuffers(nn.Module):
             if self._weight_dtype(level) != dtype:
                 self._build_operator(level)
         return self
+
+    def node_weight(self, level: int) -> Tensor | None:
+        """The ``[N]`` node masses of ``level`` (``"mass"``), ``None`` otherwise."""
+        return self._buffers.get(f"node_weight_{level}")
 
     def _weight_dtype(self, level: int) -> torch.dtype | None:
         weight = getattr(self, f"edge_weight_{level}")
@@ -146,13 +172,16 @@ class HierarchyBuffers(nn.Module):
             pool_index=getattr(self, f"pool_index_{level}") if has_parent else None,
             coverage=getattr(self, f"coverage_{level}"),
             operator=self.operator(level),
+            node_weight=self.node_weight(level),
         )
 
     def levels(self) -> list[HierarchyLevel]:
         return [self.level(level) for level in range(self.num_levels)]
 
     def extra_repr(self) -> str:
-        return f"sampling={self.sampling!r}, num_nodes={list(self.num_nodes)}"
+        extra = (f", normalization={self.normalization!r}"
+                 if self.normalization != NORMALIZATION else "")
+        return f"sampling={self.sampling!r}, num_nodes={list(self.num_nodes)}{extra}"
 
 
 def constant_buffer_names(module: nn.Module) -> list[str]:

@@ -1,16 +1,27 @@
 r"""Pieces shared by the ready models: argument checks, convolution blocks, node statistics.
 
-All models of :mod:`deepsphere_pyg.models` convolve with the **symmetric normalised**
-Laplacian :math:`L = I - D^{-1/2} W D^{-1/2}` rescaled with :math:`\lambda_\max = 2`,
-i.e. the Chebyshev operator is :math:`\hat L = L - I`. The spectrum of this Laplacian lies
-in :math:`[0, 2]` for *every* graph, so the bound needs no eigen-solver, is the same for
-every level, sampling and sample, and a disjoint batch of different graphs uses exactly
-the operator of each graph alone (a combinatorial Laplacian would need a per-graph
-:math:`\lambda_\max`). The normalisation also removes the overall scale of the edge
-weights, which differs between samplings, levels and kernel widths, so one set of filter
-coefficients means the same thing across them. On HEALPix, where degrees are nearly
-constant, it differs from DeepSphere's combinatorial Laplacian by close to a scalar
-factor, which the learned polynomial absorbs.
+By default (``normalization="sym"``) the models of :mod:`deepsphere_pyg.models` convolve
+with the **symmetric normalised** Laplacian :math:`L = I - D^{-1/2} W D^{-1/2}` rescaled
+with :math:`\lambda_\max = 2`, i.e. the Chebyshev operator is :math:`\hat L = L - I`.
+The spectrum of this Laplacian lies in :math:`[0, 2]` for *every* graph, so the bound
+needs no eigen-solver, is the same for every level, sampling and sample, and a disjoint
+batch of different graphs uses exactly the operator of each graph alone (a combinatorial
+Laplacian would need a per-graph :math:`\lambda_\max`). The normalisation also removes
+the overall scale of the edge weights, which differs between samplings, levels and
+kernel widths, so one set of filter coefficients means the same thing across them. On
+HEALPix, where degrees are nearly constant, it differs from DeepSphere's combinatorial
+Laplacian by close to a scalar factor, which the learned polynomial absorbs.
+
+With ``normalization="mass"`` (:data:`MODEL_NORMALIZATIONS`) they convolve with the
+area-aware mass Laplacian :math:`M^{-1} L_m` of the node masses
+:math:`M = \mathrm{diag}(m)` (each level's ``node_weight``;
+:mod:`deepsphere_pyg.graphs.operator`), applied on node values as
+:math:`M^{-1/2} g(\hat S) M^{1/2}` with :math:`\hat S = 2 S / \lambda_\max - I` and
+:math:`\lambda_\max = 2 \max_i \sum_j m_j w_{ij}` (Gershgorin's bound, per level; the
+``lambda_max=None`` default of :class:`~deepsphere_pyg.nn.SphericalChebConv` for
+``"mass"``). Its spectrum then lies in :math:`[0, \lambda_\max]` and
+:math:`\hat S` does not depend on the overall scale of the masses or weights. On a
+disjoint batch of per-sample graphs the bound is the largest over the batch's nodes.
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ from ..nn import SphericalChebConv
 
 __all__ = [
     "LAMBDA_MAX",
+    "MODEL_NORMALIZATIONS",
     "NORMALIZATION",
     "POOL_MODES",
     "STATISTICS",
@@ -35,13 +47,18 @@ __all__ = [
     "check_channels",
     "check_int",
     "check_norm",
+    "check_normalization",
     "check_pool",
+    "lambda_max_of",
     "node_statistic",
 ]
 
-#: Laplacian normalisation of every convolution of the models, and its spectral bound.
+#: Default Laplacian normalisation of the models' convolutions, and its spectral bound.
 NORMALIZATION = "sym"
 LAMBDA_MAX = 2.0
+
+#: Laplacian normalisations a model accepts (its ``normalization`` argument).
+MODEL_NORMALIZATIONS = ("sym", "mass")
 
 #: Pooling names accepted by the models -> :class:`~deepsphere_pyg.nn.SpherePool` modes.
 POOL_MODES = {"max": "max", "mean": "avg", "average": "avg", "avg": "avg"}
@@ -76,6 +93,20 @@ def check_pool(pool: Any) -> str:
     if pool not in POOL_MODES:
         raise ValueError(f"pool must be one of {sorted(POOL_MODES)}, got {pool!r}")
     return POOL_MODES[pool]
+
+
+def check_normalization(normalization: Any) -> str:
+    """A model's ``normalization`` argument, one of :data:`MODEL_NORMALIZATIONS`."""
+    if not isinstance(normalization, str) or normalization not in MODEL_NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {list(MODEL_NORMALIZATIONS)}, got "
+                         f"{normalization!r}")
+    return normalization
+
+
+def lambda_max_of(normalization: str) -> float | None:
+    """The ``lambda_max`` the models pass for ``normalization``: :data:`LAMBDA_MAX` for
+    ``"sym"``, ``None`` (the Gershgorin bound of the level) for ``"mass"``."""
+    return None if normalization == "mass" else LAMBDA_MAX
 
 
 # ----------------------------------------------------------------------- conv block
@@ -193,23 +224,26 @@ class ConvBlock(nn.Module):
         out_channels: output features per node.
         K: Chebyshev terms of the convolution.
         norm: ``"batch"`` (default), ``"layer"``, ``"none"`` or ``None``.
+        normalization: Laplacian of the convolution, ``"sym"`` (default) or ``"mass"``
+            (module docstring; :meth:`forward` then needs ``node_weight``).
 
     Raises:
-        ValueError: an unknown ``norm``.
+        ValueError: an unknown ``norm`` or ``normalization``.
 
     Shapes:
         - **input:** ``[B, N, F_in]`` (one graph for the batch) or ``[N, F_in]`` (one
           graph or a disjoint batch, with ``batch [N]`` for ``"layer"``),
-          ``edge_index [2, E]``, ``edge_weight [E]``.
+          ``edge_index [2, E]``, ``edge_weight [E]``, ``node_weight [N]`` (``"mass"``).
         - **output:** ``[B, N, F_out]`` or ``[N, F_out]``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, K: int, norm: str | None = "batch"
-                 ) -> None:
+    def __init__(self, in_channels: int, out_channels: int, K: int, norm: str | None = "batch",
+                 normalization: str = NORMALIZATION) -> None:
         super().__init__()
         self.norm_name = check_norm(norm)
+        self.normalization = check_normalization(normalization)
         self.conv = SphericalChebConv(in_channels, out_channels, K,
-                                      normalization=NORMALIZATION,
+                                      normalization=self.normalization,
                                       bias=self.norm_name == "none")
         self.norm: nn.Module | None
         if self.norm_name == "batch":
@@ -225,17 +259,26 @@ class ConvBlock(nn.Module):
             self.norm.reset_parameters()
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None,
-                batch: Tensor | None = None, operator: Tensor | None = None) -> Tensor:
+                batch: Tensor | None = None, operator: Tensor | None = None,
+                node_weight: Tensor | None = None) -> Tensor:
         """``batch`` (``[N]`` graph ids of a disjoint batch) matters to ``"layer"`` only;
         ``operator``: the level's convolution operator built beforehand (CSR ``[N, N]``,
         :class:`~deepsphere_pyg.models.base.HierarchyBuffers`), used instead of building
-        it from ``edge_index`` and ``edge_weight``."""
+        it from ``edge_index`` and ``edge_weight``; ``node_weight`` ``[N]``: the level's
+        node masses, required for ``normalization="mass"`` and ignored otherwise."""
+        mass = self.normalization == "mass"
+        if mass and node_weight is None:
+            raise ValueError("a block with normalization='mass' needs the level's "
+                             "node_weight (node masses); build the hierarchy with a "
+                             "builder that sets graph.node_weight")
+        weight = node_weight if mass else None
         if operator is not None:
             # Node-major [N, B, F] memory seen as [B, N, F]: the next layer reads it
             # without a copy (a contiguous output would cost two copies per layer).
-            h = self.conv.apply_operator(x, operator, contiguous=False)
+            h = self.conv.apply_operator(x, operator, contiguous=False, node_weight=weight)
         else:
-            h = self.conv(x, edge_index, edge_weight, lambda_max=LAMBDA_MAX)
+            h = self.conv(x, edge_index, edge_weight,
+                          lambda_max=lambda_max_of(self.normalization), node_weight=weight)
         if self.norm_name == "batch":
             if h.dim() == 3:
                 # The convolution returns a [N, B, F] buffer seen as [B, N, F]

@@ -12,11 +12,13 @@ from ..graphs.hierarchy_data import HierarchyLevel
 from ..nn import SpherePool
 from .base import HierarchyBuffers, SphereModel
 from .blocks import (
+    NORMALIZATION,
     STATISTICS,
     ConvBlock,
     check_channels,
     check_int,
     check_norm,
+    check_normalization,
     check_pool,
     node_statistic,
 )
@@ -112,11 +114,15 @@ class DeepSphere(SphereModel):
         dropout: dropout probability before the final linear layer (default 0).
         levels: hierarchy level of every block, non-decreasing (default one block per
             level from 0).
+        normalization: Laplacian of every convolution: ``"sym"`` (default) or ``"mass"``
+            (the mass Laplacian of each level's ``node_weight``;
+            :mod:`deepsphere_pyg.models.blocks`).
 
     Raises:
         TypeError: ``hierarchy`` is not a SphereHierarchy.
         ValueError: more blocks than levels, bad ``levels``, ``K``, ``pool``, ``head``,
-            ``statistic``, ``norm``, ``dropout``.
+            ``statistic``, ``norm``, ``dropout``, ``normalization``; ``"mass"`` on a
+            hierarchy without ``node_weight``.
 
     Shapes:
         - **input:** ``x [B, N_0, F]`` on the model's graph, or ``[N_0, F]`` (one sample);
@@ -141,9 +147,11 @@ class DeepSphere(SphereModel):
         norm: str | None = "batch",
         dropout: float = 0.0,
         levels: Sequence[int] | None = None,
+        normalization: str = NORMALIZATION,
     ) -> None:
         super().__init__(hierarchy, in_channels, out_channels)
         self.channels = check_channels(channels)
+        self.normalization = check_normalization(normalization)
         self.K = check_int(K, "K")
         self.pool_mode = check_pool(pool)
         self.pool_name = pool
@@ -159,11 +167,11 @@ class DeepSphere(SphereModel):
         self.norm = check_norm(norm)
         self.levels = _check_levels(levels, len(self.channels), len(hierarchy), self.channels)
 
-        self.graph = HierarchyBuffers(hierarchy, self.levels[-1] + 1)
+        self.graph = HierarchyBuffers(hierarchy, self.levels[-1] + 1, self.normalization)
         self.pool = SpherePool(self.pool_mode)
         widths = (self.in_channels, *self.channels)
         self.blocks = nn.ModuleList(
-            ConvBlock(widths[i], widths[i + 1], self.K, self.norm)
+            ConvBlock(widths[i], widths[i + 1], self.K, self.norm, self.normalization)
             for i in range(len(self.channels))
         )
         self.last_nodes = self.graph.num_nodes[-1]
@@ -192,7 +200,10 @@ class DeepSphere(SphereModel):
         return (f"{self.in_channels}, {self.out_channels}, channels={self.channels}, "
                 f"K={self.K}, levels={self.levels}, num_nodes={list(self.graph.num_nodes)}, "
                 f"pool={self.pool_name!r}, {head}, norm={self.norm!r}, "
-                f"dropout={self.dropout.p}, num_parameters={self.num_parameters}")
+                f"dropout={self.dropout.p}, "
+                + (f"normalization={self.normalization!r}, "
+                   if self.normalization != NORMALIZATION else "")
+                + f"num_parameters={self.num_parameters}")
 
     # ------------------------------------------------------------------ forward
     def forward_levels(self, x: Tensor, levels: Sequence[HierarchyLevel],
@@ -215,7 +226,8 @@ class DeepSphere(SphereModel):
                               num_parents=levels[current + 1].num_nodes)
                 current += 1
             view = levels[level]
-            h = block(h, view.edge_index, view.edge_weight, view.batch, view.operator)
+            h = block(h, view.edge_index, view.edge_weight, view.batch, view.operator,
+                      view.node_weight)
         return h
 
     def _pooled(self, h: Tensor, last: HierarchyLevel, num_graphs: int | None) -> Tensor:

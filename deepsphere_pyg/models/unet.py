@@ -11,7 +11,15 @@ from ..graphs.hierarchy import SphereHierarchy
 from ..graphs.hierarchy_data import HierarchyLevel
 from ..nn import SpherePool, SphereUnpool
 from .base import HierarchyBuffers, SphereModel
-from .blocks import ConvBlock, check_channels, check_int, check_norm, check_pool
+from .blocks import (
+    NORMALIZATION,
+    ConvBlock,
+    check_channels,
+    check_int,
+    check_norm,
+    check_normalization,
+    check_pool,
+)
 
 __all__ = ["SphericalUNet"]
 
@@ -33,7 +41,8 @@ class SphericalUNet(SphereModel):
     which copies each parent to its children, and the skip connection concatenates the
     encoder features of the same level (unpooled first, then skip). The network has
     ``2D - 1`` convolution blocks and one per-node linear layer. Convolutions use the
-    symmetric normalised Laplacian with :math:`\lambda_\max = 2`
+    symmetric normalised Laplacian with :math:`\lambda_\max = 2`, or with
+    ``normalization="mass"`` the mass Laplacian of each level's node masses
     (:mod:`deepsphere_pyg.models.blocks`). On a masked hierarchy every level holds only
     observed nodes, so outputs exist exactly on the observed nodes of level 0.
 
@@ -53,11 +62,15 @@ class SphericalUNet(SphereModel):
             (per sample, over nodes and channels), ``"none"`` or ``None``
             (:class:`~deepsphere_pyg.models.ConvBlock`).
         pool: ``"max"`` (default) or ``"mean"`` / ``"average"``.
+        normalization: Laplacian of every convolution: ``"sym"`` (default) or ``"mass"``
+            (every used level needs ``node_weight``, as the builders set; a disjoint
+            batch's graphs too).
 
     Raises:
         TypeError: ``hierarchy`` is not a SphereHierarchy.
         ValueError: ``depth`` larger than the hierarchy or than ``len(channels)``, bad
-            ``K``, ``channels``, ``norm`` or ``pool``.
+            ``K``, ``channels``, ``norm``, ``pool`` or ``normalization``; ``"mass"`` on a
+            hierarchy without ``node_weight``.
 
     Shapes:
         - **input:** ``x [B, N_0, F]`` on the model's graph (``[N_0, F]``: one sample), or
@@ -80,9 +93,11 @@ class SphericalUNet(SphereModel):
         depth: int | None = None,
         norm: str | None = "batch",
         pool: str = "max",
+        normalization: str = NORMALIZATION,
     ) -> None:
         super().__init__(hierarchy, in_channels, out_channels)
         channels = check_channels(channels)
+        self.normalization = check_normalization(normalization)
         self.K = check_int(K, "K")
         self.pool_name = pool
         self.norm = check_norm(norm)
@@ -103,18 +118,19 @@ class SphericalUNet(SphereModel):
         self.depth = depth
         self.channels = channels[:depth]
 
-        self.graph = HierarchyBuffers(hierarchy, depth)
+        self.graph = HierarchyBuffers(hierarchy, depth, self.normalization)
         self.pool = SpherePool(check_pool(pool))
         self.unpool = SphereUnpool("nearest")
         widths = (self.in_channels, *self.channels)
         self.encoder = nn.ModuleList(
-            ConvBlock(widths[level], widths[level + 1], self.K, self.norm)
+            ConvBlock(widths[level], widths[level + 1], self.K, self.norm,
+                      self.normalization)
             for level in range(depth)
         )
         # decoder[l] runs on level l (l = 0 .. depth - 2).
         self.decoder = nn.ModuleList(
             ConvBlock(self.channels[level + 1] + self.channels[level], self.channels[level],
-                      self.K, self.norm)
+                      self.K, self.norm, self.normalization)
             for level in range(depth - 1)
         )
         self.output = nn.Linear(self.channels[0], self.out_channels)
@@ -129,7 +145,9 @@ class SphericalUNet(SphereModel):
         return (f"{self.in_channels}, {self.out_channels}, channels={self.channels}, "
                 f"K={self.K}, depth={self.depth}, num_nodes={list(self.graph.num_nodes)}, "
                 f"pool={self.pool_name!r}, norm={self.norm!r}, "
-                f"num_parameters={self.num_parameters}")
+                + (f"normalization={self.normalization!r}, "
+                   if self.normalization != NORMALIZATION else "")
+                + f"num_parameters={self.num_parameters}")
 
     def forward_levels(self, x: Tensor, levels: Sequence[HierarchyLevel],
                        num_graphs: int | None = None) -> Tensor:
@@ -143,14 +161,15 @@ class SphericalUNet(SphereModel):
                 h = self.pool(h, levels[level - 1].pool_index,
                               num_parents=levels[level].num_nodes)
             view = levels[level]
-            h = block(h, view.edge_index, view.edge_weight, view.batch, view.operator)
+            h = block(h, view.edge_index, view.edge_weight, view.batch, view.operator,
+                      view.node_weight)
             skips.append(h)
         for level in range(self.depth - 2, -1, -1):
             up = self.unpool(h, levels[level].pool_index)
             h = _concatenate(up, skips[level])
             view = levels[level]
             h = self.decoder[level](h, view.edge_index, view.edge_weight, view.batch,
-                                    view.operator)
+                                    view.operator, view.node_weight)
         return self.output(h)
 
 
