@@ -175,8 +175,13 @@ class HealpixSource(FileSource):
             raise ValueError(f"{self.paths[0]}: HealSparse maps are NEST ordered; drop "
                              "ordering='ring'")
         self.nside = None
+        # Each file's coverage (covered coarse pixels, bit shift), read once: a sample
+        # read then reads only the coverage pixels that hold nodes.
+        self._coverages: list[tuple[np.ndarray, int]] = []
         for path in self.paths:
-            coverage = _read_coverage(healsparse, path)
+            coverage = _read_healsparse(healsparse, path, coverage=True)
+            self._coverages.append((np.asarray(coverage.coverage_mask, dtype=bool),
+                                    int(coverage.bit_shift)))
             if self.nside is None:
                 self.nside, first = int(coverage.nside_sparse), coverage
             elif coverage.nside_sparse != self.nside:
@@ -418,15 +423,11 @@ class HealpixSource(FileSource):
         healsparse = _healsparse()
         path = self.paths[index]
         out = np.full((self.num_nodes, len(names)), np.nan)
-        coverage = _read_coverage(healsparse, path)
-        if coverage.nside_sparse != self.nside:
-            raise ValueError(f"{path} is a HealSparse map at nside {coverage.nside_sparse}, "
-                             f"expected nside {self.nside} (the file changed?)")
-        shift = int(coverage.bit_shift)
+        covered, shift = self._coverages[index]
         if shift not in self._cov_cache:
             self._cov_cache[shift] = np.unique(self._node_ids() >> shift)
         wanted = self._cov_cache[shift]
-        wanted = wanted[np.asarray(coverage.coverage_mask, dtype=bool)[wanted]]
+        wanted = wanted[covered[wanted]]
         if wanted.size == 0:
             return out  # no node in this map's coverage
         sample = _read_healsparse(healsparse, path, wanted)
@@ -521,21 +522,27 @@ def _fits_columns(path: Path, explicit: bool) -> tuple[str, ...]:
                  for i in range(count))
 
 
-def _read_coverage(healsparse: Any, path: Path) -> Any:
-    try:
-        return healsparse.HealSparseCoverage.read(os.fspath(path))
-    except (OSError, RuntimeError, ValueError, KeyError, NotImplementedError) as error:
-        raise ValueError(f"{path} is not a HealSparse map ({error}); give files written by "
-                         "HealSparseMap.write") from error
+#: What healsparse raises for a file it cannot read (its NotImplementedError for an
+#: unknown format is a RuntimeError).
+HEALSPARSE_ERRORS = (OSError, RuntimeError, ValueError, KeyError)
 
 
-def _read_healsparse(healsparse: Any, path: Path, pixels: np.ndarray | None) -> Any:
-    """The HealSparse map of ``path`` on coverage pixels ``pixels`` (``None``: all)."""
+def _read_healsparse(healsparse: Any, path: Path, pixels: np.ndarray | None = None, *,
+                     coverage: bool = False) -> Any:
+    """The HealSparse map of ``path`` on coverage pixels ``pixels`` (``None``: all), or
+    only its coverage (``coverage=True``).
+
+    Raises:
+        ValueError: naming the file, for anything healsparse cannot read.
+    """
     try:
+        if coverage:
+            return healsparse.HealSparseCoverage.read(os.fspath(path))
         return healsparse.HealSparseMap.read(
             os.fspath(path), pixels=None if pixels is None else np.asarray(pixels).tolist())
-    except (OSError, RuntimeError, ValueError, KeyError, NotImplementedError) as error:
-        raise ValueError(f"{path}: cannot read the HealSparse map ({error})") from error
+    except HEALSPARSE_ERRORS as error:
+        raise ValueError(f"{path} cannot be read as a HealSparse map ({error}); give files "
+                         "written by HealSparseMap.write") from error
 
 
 def _healsparse_fields(sample: Any, path: Path) -> tuple[str, ...]:
