@@ -17,6 +17,21 @@ from .signal import SphereSignal
 SPLITS = ("train", "val", "test")
 
 
+def check_index(index: object, size: int, what: str = "samples") -> int:
+    """``index`` as a position ``0 .. size - 1`` (a negative one counts from the end).
+
+    Raises:
+        TypeError: ``index`` is not an integer.
+        IndexError: out of range, naming ``size`` and ``what``.
+    """
+    if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+        raise TypeError(f"index must be an integer, got {index!r}")
+    value = int(index) + size if index < 0 else int(index)
+    if not 0 <= value < size:
+        raise IndexError(f"index {index} out of range for {size} {what}")
+    return value
+
+
 class SyntheticSphereDataset(torch.utils.data.Dataset, abc.ABC):
     r"""A data set whose samples are generated, deterministically, when they are read.
 
@@ -63,13 +78,7 @@ class SyntheticSphereDataset(torch.utils.data.Dataset, abc.ABC):
         return self.num_samples
 
     def __getitem__(self, index: int) -> SphereSignal:
-        if isinstance(index, bool) or not isinstance(index, numbers.Integral):
-            raise TypeError(f"index must be an integer, got {index!r}")
-        if index < 0:
-            index += self.num_samples
-        if not 0 <= index < self.num_samples:
-            raise IndexError(f"index {index} out of range for {self.num_samples} samples")
-        index = int(index)
+        index = check_index(index, self.num_samples)
         if self._cache is not None and index in self._cache:
             sample = self._cache[index]
         else:

@@ -36,6 +36,7 @@ import torch
 
 from ..graphs import SphereHierarchy
 from ..graphs.checks import ORDERING_RATIO, ordering_roughness, pixels_from_mask
+from .base import check_index
 from .signal import SphereSignal
 
 #: Accepted ``ordering`` values (case-insensitive) and whether they mean NEST.
@@ -209,7 +210,7 @@ class HealpixFileDataset(torch.utils.data.Dataset):
         return self.npix if self.pixels is None else int(self.pixels.size)
 
     def __getitem__(self, index: int) -> SphereSignal:
-        index = self._check_index(index)
+        index = check_index(index, len(self), "maps")
         x = torch.from_numpy(self._read_map(index))
         if self.targets is None:
             sample = SphereSignal(x=x)
@@ -239,15 +240,6 @@ class HealpixFileDataset(torch.utils.data.Dataset):
         return str(self.paths[index])
 
     # ----------------------------------------------------------------- reading
-    def _check_index(self, index: object) -> int:
-        if isinstance(index, bool) or not isinstance(index, numbers.Integral):
-            raise TypeError(f"index must be an integer, got {index!r}")
-        size = len(self)
-        value = int(index) + size if index < 0 else int(index)
-        if not 0 <= value < size:
-            raise IndexError(f"index {index} out of range for {size} maps")
-        return value
-
     def _read_raw(self, index: int) -> tuple[np.ndarray, bool, str]:
         """Map ``index`` in its stored ordering, ``[npix]`` or ``[npix, C]`` float64."""
         nest, source = self._nest[index], self.source(index)

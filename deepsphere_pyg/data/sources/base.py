@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ...graphs import SphereHierarchy
+from ..base import check_index
 
 PathLike = str | os.PathLike
 
@@ -111,6 +112,11 @@ class FileSource(abc.ABC):
         Returns:
             The files written, each written atomically (temporary name, then renamed).
         """
+
+    def check_index(self, index: object) -> int:
+        """Sample ``index`` as a position ``0 .. M - 1`` (:func:`~deepsphere_pyg.data.base.
+        check_index`)."""
+        return check_index(index, self.num_samples)
 
     def check_variables(self, variables: Sequence[str], key: str) -> list[str]:
         """``variables`` as a list, each one of :attr:`variables`.

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from ...graphs import SphereHierarchy
-from ..base import SPLITS
+from ..base import SPLITS, check_index
 from ..signal import SphereSignal
 from . import SOURCE_OPTIONS, source_class
 from .base import FileSource, expand_paths, file_stem
@@ -204,11 +204,7 @@ class FileData(torch.utils.data.Dataset):
         return int(self.indices.size)
 
     def __getitem__(self, index: int) -> SphereSignal:
-        if isinstance(index, bool) or not isinstance(index, numbers.Integral):
-            raise TypeError(f"index must be an integer, got {index!r}")
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} samples")
-        position = int(self.indices[index])
+        position = int(self.indices[check_index(index, len(self))])
         if self._cache is not None and position in self._cache:
             sample = self._cache[position]
         else:

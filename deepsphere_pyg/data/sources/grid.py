@@ -339,9 +339,7 @@ class GridSource(FileSource):
         """``[N, len(variables)]`` float32 values of sample ``index`` in node order (NaN
         where the file has NaN / fill values); reads one time step of one file."""
         chosen = self.check_variables(variables, "variables")
-        if not 0 <= int(index) < self.num_samples:
-            raise IndexError(f"sample {index} out of range (0 .. {self.num_samples - 1})")
-        number, position = self._where[int(index)]
+        number, position = self._where[self.check_index(index)]
         ds = self._dataset(number)
         out = np.empty((self.num_nodes, len(chosen)), dtype=np.float32)
         for column, name in enumerate(chosen):

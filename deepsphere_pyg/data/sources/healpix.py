@@ -301,7 +301,7 @@ class HealpixSource(FileSource):
             ValueError: an unknown variable, or one that this sample's file lacks.
             IndexError: ``index`` out of range.
         """
-        index = self._check_index(index)
+        index = self.check_index(index)
         names = self.check_variables(variables, "variables")
         if self.kind == "healsparse":
             values = self._read_healsparse_values(index, names)
@@ -352,7 +352,7 @@ class HealpixSource(FileSource):
         """
         values = np.asarray(values, dtype=np.float32)
         channels = [str(channel) for channel in channels]
-        indices = [self._check_index(index) for index in indices]
+        indices = [self.check_index(index) for index in indices]
         expected = (len(indices), self.num_nodes, len(channels))
         if values.shape != expected:
             raise ValueError(f"values must be [samples, nodes, channels] = {list(expected)}, "
@@ -368,14 +368,6 @@ class HealpixSource(FileSource):
         return written
 
     # ----------------------------------------------------------------- reading
-    def _check_index(self, index: object) -> int:
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
-            raise TypeError(f"index must be an integer, got {index!r}")
-        value = int(index) + self.num_samples if index < 0 else int(index)
-        if not 0 <= value < self.num_samples:
-            raise IndexError(f"sample {index} out of range for {self.num_samples} samples")
-        return value
-
     def _is_nest(self, index: int) -> bool:  # whether a FITS / .npy sample is NEST
         return self._nest[0 if self.kind == "npy" else index]
 

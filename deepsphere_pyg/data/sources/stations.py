@@ -326,9 +326,7 @@ class StationSource(FileSource):
         NaN for stations without a row (or a value) at that time; merged nodes get the
         mean of their stations' values."""
         chosen = self.check_variables(variables, "variables")
-        if not -self.num_samples <= index < self.num_samples:
-            raise IndexError(f"sample {index} out of range for {self.num_samples} samples")
-        index %= self.num_samples
+        index = self.check_index(index)
         cols = [self.variables.index(name) for name in chosen]
         rows = slice(self._starts[index], self._starts[index + 1])
         values = self._data[rows][:, cols]
