@@ -39,6 +39,7 @@ import healpy as hp
 import numpy as np
 import torch
 
+from deepsphere_pyg.data.spectra import gaussian_alm
 from deepsphere_pyg.graphs import SphereHierarchy, equiangular_hierarchy
 from deepsphere_pyg.graphs.equiangular import equiangular_graph
 from deepsphere_pyg.graphs.equivariance import tune_kernel_width
@@ -47,16 +48,6 @@ from deepsphere_pyg.scattering.filters import FilterBank
 from deepsphere_pyg.scattering.graph_backend import GraphBackend
 from deepsphere_pyg.scattering.module import default_band_limit
 from deepsphere_pyg.scattering.resolution import effective_nside, level_for_band_limit
-
-
-def flat_alm(band: int, rng: np.random.Generator) -> np.ndarray:
-    """healpy coefficients (lmax = ``band``) of a real field, flat spectrum on 1..band."""
-    alm = np.zeros(hp.Alm.getsize(band), dtype=np.complex128)
-    for ell in range(1, band + 1):
-        values = rng.standard_normal(ell + 1) + 1j * rng.standard_normal(ell + 1)
-        values[0] = values[0].real * np.sqrt(2)
-        alm[hp.Alm.getidx(band, ell, np.arange(ell + 1))] = values / np.sqrt(2)
-    return alm
 
 
 def synthesis(alm: np.ndarray, lmax: int, pos: np.ndarray) -> np.ndarray:
@@ -129,7 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     base = equiangular_hierarchy(args.nlat, args.levels, nlon, grid=args.grid, k=args.k,
                                  dtype=torch.float64)
     rng = np.random.default_rng(args.seed)
-    alms = [flat_alm(band, rng) for _ in range(args.maps)]
+    flat = np.r_[0.0, np.ones(band)]  # flat spectrum on 1 <= l <= band
+    alms = [gaussian_alm(flat, rng) for _ in range(args.maps)]
     L = default_band_limit(base)
     banks = {j0: FilterBank(L, j0) for j0 in args.J0}
     used = max(min(level_for_band_limit(base, b.scaling_band_limit, 2.0),

@@ -87,13 +87,11 @@ M^{-1/2}`; its calibration :math:`\ell(\mu)` is the quadrature Rayleigh quotient
 mean of the children, :math:`\bar x_p = \sum_{i \in \mathcal C(p)} m_i x_i /
 \sum_{i \in \mathcal C(p)} m_i` (a quadrature average; the pooling gain is calibrated
 for it). On a grid whose cells shrink towards the poles the node-count operators weight
-the dense polar rings too much; the mass operator does not: order-0 error against the
-harmonic definition on Gauss-Legendre and SOFT 32 x 64 grids 1.6-4.0 % with k = 80,
-7.4-10.2 % with k = 40 (widths tuned for it), against 50-160 % with the combinatorial
-Laplacian (``scripts/scattering_latlon.py``; ``BENCHMARKS.md``, "Lat-lon grids: graph
-backend on the mass Laplacian vs the harmonic reference"). The constant map keeps
-:math:`S_0` equal to the constant (the null vector of :math:`S` is :math:`M^{1/2}
-\mathbf 1`).
+the dense polar rings too much; the mass operator does not (order-0 errors against the
+harmonic definition, measured by ``scripts/scattering_latlon.py``: ``BENCHMARKS.md``,
+"Lat-lon grids: graph backend on the mass Laplacian vs the harmonic reference").
+The constant map keeps :math:`S_0` equal to the constant (the null vector of :math:`S`
+is :math:`M^{1/2} \mathbf 1`).
 
 **Accuracy** (nside 32, 20-NN HEALPix graphs, band-limited white maps; see
 ``tests/scattering/test_graph_backend.py``): rotation-equivariance error 1.5-1.7e-2 /
