@@ -48,6 +48,7 @@ from torch_geometric.loader import DataLoader
 
 from ..data.base import SyntheticSphereDataset
 from ..data.transforms import Normalize
+from ..data.transforms.normalize import channel_statistics
 from ..io import write_text_atomic
 from ..precompute.sharding import ProcessLayout, read_environment
 from . import config as configuration
@@ -117,31 +118,19 @@ def fit_normalization(dataset: SyntheticSphereDataset, limit: int = NORMALIZATIO
     """Per-channel mean and standard deviation of the inputs over the first ``limit``
     samples of ``dataset`` (valid nodes only), or over the ``limit`` samples that its
     ``normalization_positions(limit)`` names (spread over a time series)."""
-    total = np.zeros(0)
-    squares = np.zeros(0)
-    count = 0
     chosen = getattr(dataset, "normalization_positions", None)
     positions = chosen(limit) if chosen is not None else range(min(limit, len(dataset)))
-    for index in positions:
-        index = int(index)
-        sample = dataset[index]
-        x = sample.x.double().reshape(sample.x.shape[0], -1)
-        mask = getattr(sample, "node_mask", None)
-        if mask is not None:
-            x = x[mask]
-        if total.size == 0:
-            total, squares = np.zeros(x.shape[1]), np.zeros(x.shape[1])
-        total += x.sum(0).numpy()
-        squares += x.pow(2).sum(0).numpy()
-        count += x.shape[0]
-    if count == 0:
-        raise ValueError("data.normalize: no node of the training samples read has every "
-                         "input channel finite (an input variable missing everywhere?); "
-                         "check data.inputs")
-    mean = total / count
-    std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
-    std[std == 0] = 1.0
-    return {"mean": mean.tolist(), "std": std.tolist()}
+    return channel_statistics(
+        (_valid_inputs(dataset[int(index)]) for index in positions),
+        "data.normalize: no node of the training samples read has every input channel "
+        "finite (an input variable missing everywhere?); check data.inputs")
+
+
+def _valid_inputs(sample: Any) -> np.ndarray:
+    """``[N_valid, C]`` float64 inputs of a sample at its valid nodes (``node_mask``)."""
+    x = sample.x.double().reshape(sample.x.shape[0], -1)
+    mask = getattr(sample, "node_mask", None)
+    return (x if mask is None else x[mask]).numpy()
 
 
 def input_transform(data: Mapping[str, Any]) -> Normalize | None:

@@ -47,6 +47,7 @@ import torch
 from ...graphs import SphereHierarchy
 from ..base import SPLITS, check_index
 from ..signal import SphereSignal
+from ..transforms.normalize import channel_statistics
 from . import SOURCE_OPTIONS, source_class
 from .base import FileSource, expand_paths, file_stem
 from .splits import split_indices
@@ -190,7 +191,8 @@ class FileData(torch.utils.data.Dataset):
         self.indices = chosen
         self.target_mean = self.target_std = None
         if self.task == "regression" and normalize_target:
-            stats = dict(target_normalization or {}) or self._fit_targets(every["train"])
+            stats = dict(target_normalization or {}) or fit_targets(
+                self.source, tuple(every["train"].tolist()), tuple(self.target), self.lead or 0)
             self.target_mean = np.asarray(stats["mean"], dtype=np.float64)
             self.target_std = np.asarray(stats["std"], dtype=np.float64)
             if self.target_mean.shape != (len(self.target),) or self.target_std.shape != (
@@ -237,27 +239,6 @@ class FileData(torch.utils.data.Dataset):
         return SphereSignal(x=torch.from_numpy(x), node_mask=torch.from_numpy(valid),
                             **fields)
 
-    def _fit_targets(self, train: np.ndarray) -> dict[str, list[float]]:
-        """Mean and standard deviation of each target over the valid nodes of up to
-        :data:`FIT_SAMPLES` training samples spread over the split."""
-        total = np.zeros(len(self.target))
-        squares = np.zeros(len(self.target))
-        count = 0
-        for position in spread(train, FIT_SAMPLES):
-            y = self.source.read(int(position) + (self.lead or 0), self.target).astype(
-                np.float64)
-            ok = np.isfinite(y).all(axis=1)
-            total += y[ok].sum(axis=0)
-            squares += (y[ok] ** 2).sum(axis=0)
-            count += int(ok.sum())
-        if count == 0:
-            raise ValueError(f"data.target {self.target}: no valid (finite) value in the "
-                             "training split")
-        mean = total / count
-        std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
-        std[std == 0] = 1.0
-        return {"mean": mean.tolist(), "std": std.tolist()}
-
     def normalization_positions(self, limit: int) -> np.ndarray:
         """Up to ``limit`` indices of this split spread over it (the engine fits the input
         normalisation on them: in time order, the first samples would be one season)."""
@@ -289,6 +270,21 @@ class FileData(torch.utils.data.Dataset):
 
 #: Training samples read to fit the target normalisation.
 FIT_SAMPLES = 256
+
+
+@functools.lru_cache(maxsize=4)
+def fit_targets(source: FileSource, train: tuple[int, ...], target: tuple[str, ...],
+                lead: int) -> dict[str, list[float]]:
+    """Mean and standard deviation of each ``target`` variable over the valid nodes of up
+    to :data:`FIT_SAMPLES` training samples spread over the split (``lead`` samples after
+    each), once per source and split: the three splits' data sets share it."""
+    def blocks():
+        for position in spread(np.asarray(train), FIT_SAMPLES):
+            y = source.read(int(position) + lead, list(target))
+            yield y[np.isfinite(y).all(axis=1)]
+
+    return channel_statistics(blocks(), f"data.target {list(target)}: no valid (finite) "
+                                        "value in the training split")
 
 
 def spread(indices: np.ndarray, limit: int) -> np.ndarray:

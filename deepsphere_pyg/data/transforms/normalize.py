@@ -2,7 +2,7 @@ r"""Fixed affine normalisation of the maps: :class:`Normalize`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -11,7 +11,32 @@ from torch_geometric.transforms import BaseTransform
 
 from .checks import check_finite, node_mask, node_values
 
-__all__ = ["Normalize"]
+__all__ = ["Normalize", "channel_statistics"]
+
+
+def channel_statistics(blocks: Iterable[np.ndarray], empty: str) -> dict[str, list[float]]:
+    r"""Per-channel mean :math:`\mu` and standard deviation :math:`\sigma` over the rows of
+    ``blocks`` (each ``[N_b, C]``, the valid nodes of one sample), accumulated in float64:
+    the statistics of :class:`Normalize`. A channel without spread gets :math:`\sigma = 1`.
+
+    Raises:
+        ValueError: ``empty`` (the caller's message), when the blocks hold no row.
+    """
+    total = squares = None
+    count = 0
+    for block in blocks:
+        block = np.asarray(block, dtype=np.float64).reshape(block.shape[0], -1)
+        if total is None:
+            total, squares = np.zeros(block.shape[1]), np.zeros(block.shape[1])
+        total += block.sum(axis=0)
+        squares += (block**2).sum(axis=0)
+        count += block.shape[0]
+    if count == 0:
+        raise ValueError(empty)
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+    std[std == 0] = 1.0
+    return {"mean": mean.tolist(), "std": std.tolist()}
 
 
 def _per_channel(value: float | Sequence[float], name: str) -> np.ndarray:
