@@ -21,7 +21,6 @@ on top of these four answers, the same way for every source.
 from __future__ import annotations
 
 import abc
-import glob
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 
 from ...graphs import SphereHierarchy
 from ..base import check_index
+from .targets import glob_items
 
 PathLike = str | os.PathLike
 
@@ -151,18 +151,12 @@ def expand_paths(path: PathLike | Sequence[PathLike], key: str = "data.path") ->
                          "list of files")
     items = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     files: list[Path] = []
-    for item in items:
-        text = os.fspath(item)
-        if glob.has_magic(text):
-            matches = sorted(glob.glob(text))
-            if not matches:
-                raise FileNotFoundError(f"{key}: the pattern {text!r} matches no file")
-            files.extend(Path(match) for match in matches)
-        else:
-            candidate = Path(text)
-            if not candidate.exists():
-                raise FileNotFoundError(f"{key}: {text!r} does not exist")
-            files.append(candidate)
+    for text, matched in glob_items(items):
+        if not matched:
+            raise FileNotFoundError(f"{key}: the pattern {text!r} matches no file")
+        if not Path(text).exists():
+            raise FileNotFoundError(f"{key}: {text!r} does not exist")
+        files.append(Path(text))
     return files
 
 

@@ -50,6 +50,21 @@ def task_of_data(data: Mapping[str, Any]) -> str:
                    data.get("num_classes"))
 
 
+def glob_items(items: list[Any], expand: bool = True) -> list[tuple[str, bool]]:
+    """``(path, matched)`` for each of ``items``: a glob pattern (``expand``) gives its
+    matches, sorted, each with ``True``, or itself with ``False`` when it matches nothing;
+    a plain path gives itself, with ``True``."""
+    out: list[tuple[str, bool]] = []
+    for item in items:
+        text = os.fspath(item)
+        matches = sorted(glob.glob(text)) if expand and glob.has_magic(text) else None
+        if matches is None:
+            out.append((text, True))
+        else:
+            out.extend([(match, True) for match in matches] or [(text, False)])
+    return out
+
+
 def absolute_paths(data: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of a ``data`` section whose file paths (:data:`PATH_KEYS`) are absolute,
     relative ones taken from the current folder, glob patterns of ``path`` expanded
@@ -67,11 +82,7 @@ def absolute_paths(data: Mapping[str, Any]) -> dict[str, Any]:
             items, single = list(value), False
         else:
             continue
-        expanded: list[str] = []
-        for item in items:
-            text = os.fspath(item)
-            matches = sorted(glob.glob(text)) if key == "path" and glob.has_magic(text) \
-                else []
-            expanded.extend(os.path.abspath(match) for match in (matches or [text]))
+        expanded = [os.path.abspath(text) for text, _ in
+                    glob_items(items, expand=key == "path")]
         settled[key] = expanded[0] if single else expanded
     return settled
