@@ -268,6 +268,7 @@ def predict_files(checkpoint: str | os.PathLike, inputs: Sequence[str],
     # file is predicted on its own, whatever else is listed.
     groups = ([[item] for item in inputs] if arguments.get("source") == "healpix"
               and arguments.get("mask") is None else [list(inputs)])
+    stored = torch.load(path, map_location="cpu", weights_only=True)  # once for all inputs
     folder = Path(output)
     folder.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -280,7 +281,7 @@ def predict_files(checkpoint: str | os.PathLike, inputs: Sequence[str],
                                     "data.mask and data.labels are the run's: change them "
                                     "with predict --set data.mask=...)") from error
         result, positions, valid = _predict_source(source, config, arguments, path,
-                                                   batch_size)
+                                                   stored, batch_size)
         if kind == "classification":
             logits.append(result)
             names += [source.names[position] for position in positions]
@@ -305,13 +306,15 @@ def predict_files(checkpoint: str | os.PathLike, inputs: Sequence[str],
 
 
 def _predict_source(source: Any, config: Mapping[str, Any], arguments: Mapping[str, Any],
-                    path: Path, batch_size: int) -> tuple[torch.Tensor, list[int], np.ndarray]:
+                    path: Path, stored: Mapping[str, Any], batch_size: int
+                    ) -> tuple[torch.Tensor, list[int], np.ndarray]:
     """The model's outputs ``[S, ...]`` on every sample of ``source`` with enough history,
-    their positions, and the valid nodes ``[S, N]`` (every input finite)."""
+    their positions, and the valid nodes ``[S, N]`` (every input finite); ``stored``: the
+    checkpoint read from ``path``."""
     from ..data.sources.dataset import forecast_inputs
 
     hierarchy = build_hierarchy(source, config["graph"])
-    model = _load_weights(path, config, hierarchy)
+    model = _load_weights(path, config, hierarchy, stored)
     variables = source.check_variables(_run_inputs(config), "the run's data.inputs")
     history = int(arguments.get("history") or 1)
     positions = list(range(history - 1, source.num_samples))
@@ -345,8 +348,12 @@ def _run_inputs(config: Mapping[str, Any]) -> list[str]:
     return [inputs] if isinstance(inputs, str) else list(inputs)
 
 
-def _load_weights(path: Path, config: Mapping[str, Any], hierarchy: Any) -> torch.nn.Module:
-    stored = torch.load(path, map_location="cpu", weights_only=True)
+def _load_weights(path: Path, config: Mapping[str, Any], hierarchy: Any,
+                  stored: Mapping[str, Any] | None = None) -> torch.nn.Module:
+    """The model of ``config`` on ``hierarchy`` with the checkpoint's weights (``stored``:
+    the checkpoint already read from ``path``, else it is read)."""
+    if stored is None:
+        stored = torch.load(path, map_location="cpu", weights_only=True)
     weights = {key.removeprefix("model."): value for key, value in stored["state_dict"].items()
                if key.startswith("model.")}
     info = stored["deepsphere_pyg"]
