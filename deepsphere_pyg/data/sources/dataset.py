@@ -34,6 +34,7 @@ engine on the training split only and stored in the run's configuration.
 from __future__ import annotations
 
 import functools
+import json
 import numbers
 import os
 import warnings
@@ -384,7 +385,11 @@ def open_source(name: str | None, path: PathLike | Sequence[PathLike] | None,
     # is read again.
     version = tuple(_mtime(Path(value)) for key, value in own.items()
                     if key == "mask" and isinstance(value, (str, os.PathLike)))
-    return _open_cached(name, stamp, _freeze(own), version)
+    try:
+        key = json.dumps(own, sort_keys=True, default=os.fspath)
+    except TypeError:  # an array among the options (a mask given in Python): not cached
+        return cls(paths, **own)
+    return _open_cached(name, stamp, key, version)
 
 
 def _mtime(path: Path) -> int:
@@ -396,28 +401,11 @@ def _mtime(path: Path) -> int:
 
 
 @functools.lru_cache(maxsize=4)
-def _open_cached(name: str, stamp: tuple[tuple[str, int], ...], frozen: Any,
+def _open_cached(name: str, stamp: tuple[tuple[str, int], ...], options: str,
                  version: tuple[int, ...]) -> FileSource:
-    options = _thaw(frozen)
-    return source_class(name)([Path(p) for p, _ in stamp], **options)
-
-
-def _freeze(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return ("__mapping__", tuple(sorted((str(k), _freeze(v)) for k, v in value.items())))
-    if isinstance(value, (list, tuple)):
-        return ("__sequence__", tuple(_freeze(v) for v in value))
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return value
-
-
-def _thaw(value: Any) -> Any:
-    if isinstance(value, tuple) and len(value) == 2 and value[0] == "__mapping__":
-        return {k: _thaw(v) for k, v in value[1]}
-    if isinstance(value, tuple) and len(value) == 2 and value[0] == "__sequence__":
-        return [_thaw(v) for v in value[1]]
-    return value
+    """The source ``name`` on the files of ``stamp`` with the JSON ``options``, kept for
+    the next data set of the same files and options (the three splits share one)."""
+    return source_class(name)([Path(p) for p, _ in stamp], **json.loads(options))
 
 
 def read_labels(labels: PathLike | Sequence[Any], names: Sequence[str]) -> np.ndarray:
