@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .io import machine_description, write_text_atomic
+from .io import is_number_text, machine_description, write_text_atomic
 
 if TYPE_CHECKING:
     import numpy as np
@@ -183,7 +183,7 @@ def _read_points_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"--points {path}: no points in the file; expected rows lon,lat in "
                          "degrees")
     first = rows[0][1]
-    if all(_is_number(cell) for cell in first):
+    if all(is_number_text(cell) for cell in first):
         if len(first) != 2:
             raise ValueError(f"--points {path}: line {rows[0][0]} has {len(first)} columns; "
                              "without a header the file must have two columns lon,lat "
@@ -203,7 +203,7 @@ def _read_points_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     for index, (number, row) in enumerate(rows):
         for axis, column in enumerate(columns):
             cell = row[column] if column < len(row) else ""
-            if not _is_number(cell):
+            if not is_number_text(cell):
                 name = ("lon", "lat")[axis]
                 raise ValueError(f"--points {path}: line {number}: {name} {cell!r} is not a "
                                  "number (degrees expected)")
@@ -211,14 +211,6 @@ def _read_points_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not len(values):
         raise ValueError(f"--points {path}: the file has a header but no points")
     return values[:, 0], values[:, 1]
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def build_graph(args: argparse.Namespace) -> tuple[SphereGraph, dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""File output that is never left half-written."""
+"""File helpers: output that is never left half-written, reports with their provenance,
+text cells read as numbers."""
 
 from __future__ import annotations
 
@@ -39,6 +40,16 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def is_number_text(text: str) -> bool:
+    """Whether a text cell (of a CSV file, say) reads as a number: ``"1e-3"`` yes,
+    ``"lon"`` no."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

@@ -83,6 +83,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import scipy.optimize
@@ -192,8 +193,9 @@ def equivariance_samples(
 ) -> dict[int, np.ndarray]:
     r"""Per-sample equivariance errors ``{ell: array [num_signals, num_rotations]}``.
 
-    Same arguments as :func:`equivariance_error`, which returns the means of these
-    arrays; use the samples for error bars (standard error of the mean).
+    The arguments are documented in :func:`equivariance_error`, which returns the means
+    of these arrays (and takes the keyword arguments of this function); use the samples
+    for error bars (standard error of the mean).
     """
     with single_threaded_openmp():
         probe = make_probe(graph, ells, num_signals, num_rotations, seed, method, lmax)
@@ -201,19 +203,8 @@ def equivariance_samples(
         return probe.samples(apply, bool(squared))
 
 
-def equivariance_error(
-    graph: SphereGraph,
-    ells: int | Iterable[int],
-    *,
-    num_signals: int = 4,
-    num_rotations: int = 4,
-    normalization: str | None = None,
-    squared: bool = True,
-    seed: int | np.random.Generator | None = 0,
-    operator: Operator | None = None,
-    method: str = "lsq",
-    lmax: int | None = None,
-) -> dict[int, float]:
+def equivariance_error(graph: SphereGraph, ells: int | Iterable[int], **options: Any
+                       ) -> dict[int, float]:
     r"""Mean normalised equivariance error of a graph Laplacian, per degree :math:`\ell`.
 
     For each degree :math:`\ell` in ``ells``, ``num_signals`` random real fields with
@@ -235,6 +226,8 @@ def equivariance_error(
             (NEST or RING node order), a lat-lon grid, icosahedral vertices, a point set.
         ells: degree(s) :math:`1 \le \ell \le \ell_\max`
             (HEALPix: :math:`3 n_\mathrm{side} - 1`).
+
+    Keyword arguments (those of :func:`equivariance_samples`):
         num_signals: random fields per degree (default 4).
         num_rotations: random rotations per field (default 4).
         normalization: Laplacian of the graph: ``None`` (default, combinatorial
@@ -267,10 +260,7 @@ def equivariance_error(
         >>> sorted(errors)
         [4, 8]
     """
-    samples = equivariance_samples(
-        graph, ells, num_signals=num_signals, num_rotations=num_rotations,
-        normalization=normalization, squared=squared, seed=seed, operator=operator,
-        method=method, lmax=lmax)
+    samples = equivariance_samples(graph, ells, **options)
     return {ell: float(values.mean()) for ell, values in samples.items()}
 
 

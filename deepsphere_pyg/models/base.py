@@ -271,6 +271,18 @@ class SphereModel(nn.Module, abc.ABC):
         """Number of trainable scalars (all parameters of the model)."""
         return sum(p.numel() for p in self.parameters())
 
+    def describe(self, **settings: Any) -> str:
+        """Text of ``extra_repr``: the channel counts, ``key=value`` for each of
+        ``settings`` (in order; values as ``repr``) and the number of parameters."""
+        return ", ".join([str(self.in_channels), str(self.out_channels),
+                          *(f"{key}={value!r}" for key, value in settings.items()),
+                          f"num_parameters={self.num_parameters}"])
+
+    def normalization_setting(self) -> dict[str, str]:
+        """``{"normalization": ...}`` for :meth:`describe` when it is not the default."""
+        normalization = getattr(self, "normalization", NORMALIZATION)
+        return {} if normalization == NORMALIZATION else {"normalization": normalization}
+
     @property
     def _ddp_params_and_buffers_to_ignore(self) -> list[str]:
         """Names DDP leaves alone: the constant (graph) buffers, plus any names set."""

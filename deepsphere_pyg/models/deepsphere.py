@@ -195,15 +195,12 @@ class DeepSphere(SphereModel):
         self.head.reset_parameters()
 
     def extra_repr(self) -> str:
-        head = (f"head='statistic', statistic={self.statistic!r}" if self.head_kind ==
-                "statistic" else "head='fc'")
-        return (f"{self.in_channels}, {self.out_channels}, channels={self.channels}, "
-                f"K={self.K}, levels={self.levels}, num_nodes={list(self.graph.num_nodes)}, "
-                f"pool={self.pool_name!r}, {head}, norm={self.norm!r}, "
-                f"dropout={self.dropout.p}, "
-                + (f"normalization={self.normalization!r}, "
-                   if self.normalization != NORMALIZATION else "")
-                + f"num_parameters={self.num_parameters}")
+        head = ({"head": "statistic", "statistic": self.statistic}
+                if self.head_kind == "statistic" else {"head": "fc"})
+        return self.describe(channels=self.channels, K=self.K, levels=self.levels,
+                             num_nodes=list(self.graph.num_nodes), pool=self.pool_name,
+                             **head, norm=self.norm, dropout=self.dropout.p,
+                             **self.normalization_setting())
 
     # ------------------------------------------------------------------ forward
     def forward_levels(self, x: Tensor, levels: Sequence[HierarchyLevel],

@@ -191,9 +191,8 @@ class ScatteringDeepSphere(SphereModel):
         self.backbone.reset_parameters()
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, input_level={self.input_level}, "
-                f"normalize={self.normalize!r}, eps={self.eps}, "
-                f"num_parameters={self.num_parameters}")
+        return self.describe(input_level=self.input_level, normalize=self.normalize,
+                             eps=self.eps)
 
     # ------------------------------------------------------------ normalisation
     def normalize_coefficients(self, s: Tensor) -> Tensor:

@@ -142,12 +142,9 @@ class SphericalUNet(SphereModel):
         self.output.reset_parameters()
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, channels={self.channels}, "
-                f"K={self.K}, depth={self.depth}, num_nodes={list(self.graph.num_nodes)}, "
-                f"pool={self.pool_name!r}, norm={self.norm!r}, "
-                + (f"normalization={self.normalization!r}, "
-                   if self.normalization != NORMALIZATION else "")
-                + f"num_parameters={self.num_parameters}")
+        return self.describe(channels=self.channels, K=self.K, depth=self.depth,
+                             num_nodes=list(self.graph.num_nodes), pool=self.pool_name,
+                             norm=self.norm, **self.normalization_setting())
 
     def forward_levels(self, x: Tensor, levels: Sequence[HierarchyLevel],
                        num_graphs: int | None = None) -> Tensor:

@@ -19,13 +19,14 @@ def check_mode(mode: object, modes: tuple[str, ...]) -> str:
 
 class ModeLayer(torch.nn.Module):
     """A layer without parameters configured by one ``mode`` among ``modes`` (the pooling
-    and unpooling layers)."""
+    and unpooling layers); ``mode=None`` takes the class's ``default_mode``."""
 
     modes: tuple[str, ...] = ()
+    default_mode: str = ""
 
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str | None = None) -> None:
         super().__init__()
-        self.mode = check_mode(mode, self.modes)
+        self.mode = check_mode(self.default_mode if mode is None else mode, self.modes)
 
     def reset_parameters(self) -> None:
         """No parameters: nothing to reset (kept for a uniform layer interface)."""
@@ -235,9 +236,7 @@ class SpherePool(ModeLayer):
     """
 
     modes = POOL_MODES
-
-    def __init__(self, mode: str = "max") -> None:
-        super().__init__(mode)
+    default_mode = "max"
 
     def forward(
         self,

@@ -110,9 +110,7 @@ class SphereUnpool(ModeLayer):
     """
 
     modes = UNPOOL_MODES
-
-    def __init__(self, mode: str = "nearest") -> None:
-        super().__init__(mode)
+    default_mode = "nearest"
 
     def forward(
         self,

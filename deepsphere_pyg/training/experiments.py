@@ -22,6 +22,7 @@ PyTorch Geometric.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
@@ -227,6 +228,11 @@ class Experiment:
     models_by_task: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     user_data: bool = False
 
+    def variant(self, **changes: Any) -> Experiment:
+        """A copy with ``changes`` to its fields (the data set class is not imported)."""
+        dataset = type(self).__dict__["dataset"].reference(self)
+        return dataclasses.replace(self, **{"dataset": dataset, **changes})
+
     def defaults(self, model: Mapping[str, Any] | None = None) -> Config:
         """The full configuration: every data set, graph and model argument, engine
         defaults (imports the data set and the model). ``model``: the model section to
@@ -335,7 +341,7 @@ def register(experiment: Experiment) -> Experiment:
     return experiment
 
 
-register(Experiment(
+DIGITS = register(Experiment(
     name="digits",
     description="spherical digits (sklearn 8x8 digits on a HEALPix nside-16 sphere), "
                 "10 classes, DeepSphere with a fully connected head",
@@ -348,17 +354,14 @@ register(Experiment(
     class_names=_digit_names,
 ))
 
-register(Experiment(
+register(DIGITS.variant(
     name="digits-rotated",
     description="spherical digits under Haar-random rotations (train and test), "
                 "rotation-invariant DeepSphere (statistic head)",
-    dataset="deepsphere_pyg.data:SphericalDigits", task="classification",
     data={"nside": 16, "rotate": True},
-    graph={"levels": 3},
     model={"name": "deepsphere", "channels": [32, 64, 128], "K": 5,
            "head": "statistic", "statistic": "meanvar"},
     train={"epochs": 15, "batch_size": 32, "lr": 3e-3},
-    class_names=_digit_names,
 ))
 
 register(Experiment(

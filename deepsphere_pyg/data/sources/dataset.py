@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from ...graphs import SphereHierarchy
+from ...io import is_number_text
 from ..base import SPLITS, check_index
 from ..signal import SphereSignal
 from ..transforms.normalize import channel_statistics
@@ -464,7 +465,7 @@ def _csv_labels(file: Path, names: Sequence[str]) -> np.ndarray:
         body = rows[1:]
     elif len(header) == 1:
         column = 0
-        body = rows[1:] if not _numeric(rows[0][0]) else rows
+        body = rows[1:] if not is_number_text(rows[0][0]) else rows
     else:
         raise ValueError(f"{file} has columns {rows[0]}: name the labels' column 'label'")
     try:
@@ -485,14 +486,6 @@ def _csv_labels(file: Path, names: Sequence[str]) -> np.ndarray:
                          f"{missing[0]!r} (the {header[named[0]]!r} column is matched to "
                          "the file names without extension)")
     return values[[stems[name] for name in names]]
-
-
-def _numeric(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _classes(num_classes: object, labels: np.ndarray | None, task: str) -> int | None:
