@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 import numbers
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -32,15 +33,20 @@ def check_index(index: object, size: int, what: str = "samples") -> int:
     return value
 
 
+@dataclasses.dataclass(eq=False, repr=False)
 class SyntheticSphereDataset(torch.utils.data.Dataset, abc.ABC):
     r"""A data set whose samples are generated, deterministically, when they are read.
 
     Sample ``i`` of split ``s`` is generated from
     ``numpy.random.default_rng([seed, SPLITS.index(s), i])``, so a split is reproducible
     sample by sample whatever its size or the order of access (and DataLoader workers
-    need no shared state), and the three splits never share a random stream. Subclasses
-    implement :meth:`generate` and :meth:`hierarchy`, set :attr:`default_sizes` (or
-    override :meth:`default_size`), and name their own arguments in :meth:`extra_repr`.
+    need no shared state), and the three splits never share a random stream.
+
+    The data sets are dataclasses: a subclass declares its own arguments as keyword-only
+    fields (``@dataclasses.dataclass(eq=False, repr=False, kw_only=True)``), checks them
+    in ``__post_init__`` after calling this class's, implements :meth:`generate` and
+    :meth:`hierarchy`, sets :attr:`default_sizes` (or overrides :meth:`default_size`), and
+    names its own arguments in :meth:`extra_repr`.
 
     Args:
         split: ``"train"``, ``"val"`` or ``"test"``.
@@ -51,16 +57,18 @@ class SyntheticSphereDataset(torch.utils.data.Dataset, abc.ABC):
     """
 
     #: Samples per split when ``num_samples`` is not given.
-    default_sizes: dict[str, int] = {"train": 800, "val": 100, "test": 100}
+    default_sizes: ClassVar[dict[str, int]] = {"train": 800, "val": 100, "test": 100}
 
-    def __init__(
-        self,
-        split: str = "train",
-        num_samples: int | None = None,
-        seed: int = 0,
-        transform: Callable[[SphereSignal], SphereSignal] | None = None,
-        cache: bool = False,
-    ) -> None:
+    split: str = "train"
+    num_samples: int | None = None
+    seed: int = 0
+    _: dataclasses.KW_ONLY
+    transform: Callable[[SphereSignal], SphereSignal] | None = None
+    cache: bool = False
+
+    def __post_init__(self) -> None:
+        """Check the arguments (subclasses check theirs after calling this)."""
+        split, num_samples, seed = self.split, self.num_samples, self.seed
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         size = self.default_size(split) if num_samples is None else num_samples
@@ -68,11 +76,10 @@ class SyntheticSphereDataset(torch.utils.data.Dataset, abc.ABC):
             raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-        if transform is not None and not callable(transform):
-            raise TypeError(f"transform must be callable or None, got {transform!r}")
-        self.split, self.num_samples, self.seed = split, int(size), int(seed)
-        self.transform = transform
-        self._cache: dict[int, SphereSignal] | None = {} if cache else None
+        if self.transform is not None and not callable(self.transform):
+            raise TypeError(f"transform must be callable or None, got {self.transform!r}")
+        self.num_samples, self.seed = int(size), int(seed)
+        self._cache: dict[int, SphereSignal] | None = {} if self.cache else None
 
     def __len__(self) -> int:
         return self.num_samples

@@ -48,9 +48,9 @@ so the noiseless part does not depend on ``noise``. Each sample is a
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
-from collections.abc import Callable
 from typing import Any
 
 import healpy as hp
@@ -136,6 +136,7 @@ def _check_strength(strength: object) -> float:
     return value
 
 
+@dataclasses.dataclass(eq=False, repr=False, kw_only=True)
 class CMBMaps(RelativeNoiseMixin, SyntheticSphereDataset):
     r"""Gaussian (label 0) vs power-modulated (label 1) CMB maps (module docstring).
 
@@ -162,22 +163,15 @@ class CMBMaps(RelativeNoiseMixin, SyntheticSphereDataset):
 
     default_sizes = {"train": 400, "val": 100, "test": 100}
 
-    def __init__(
-        self,
-        split: str = "train",
-        num_samples: int | None = None,
-        seed: int = 0,
-        *,
-        nside: int = 64,
-        strength: float = DEFAULT_STRENGTH,
-        noise: float = 0.0,
-        transform: Callable[[SphereSignal], SphereSignal] | None = None,
-        cache: bool = False,
-    ) -> None:
-        super().__init__(split, num_samples, seed, transform, cache)
-        self.nside = check_spectra_nside(nside)
-        self.strength = _check_strength(strength)
-        self.noise = check_noise(noise)
+    nside: int = 64
+    strength: float = DEFAULT_STRENGTH
+    noise: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.nside = check_spectra_nside(self.nside)
+        self.strength = _check_strength(self.strength)
+        self.noise = check_noise(self.noise)
         self.lmax = 3 * self.nside - 1
         self.npix = hp.nside2npix(self.nside)
 

@@ -99,9 +99,10 @@ nside: ``BENCHMARKS.md``, "Costs behind the library's defaults").
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import healpy as hp
@@ -211,6 +212,7 @@ def _check_patches(patches: object, order: int | None) -> tuple[int, ...]:
     return tuple(out)
 
 
+@dataclasses.dataclass(eq=False, repr=False, kw_only=True)
 class CosmologyMaps(RelativeNoiseMixin, SyntheticSphereDataset):
     r"""Convergence maps of two cosmologies, label 0 or 1 (module docstring).
 
@@ -259,36 +261,29 @@ class CosmologyMaps(RelativeNoiseMixin, SyntheticSphereDataset):
 
     default_sizes = {"train": 400, "val": 100, "test": 100}
 
-    def __init__(
-        self,
-        split: str = "train",
-        num_samples: int | None = None,
-        seed: int = 0,
-        *,
-        nside: int = 512,
-        order: int | None = 4,
-        patches: int | Sequence[int] | None = None,
-        noise: float = 0.0,
-        lognormal: bool = True,
-        classes: str = "degenerate",
-        smoothing: float | None = DEFAULT_SMOOTHING,
-        subtract_mean: bool = True,
-        fresh_noise: bool = False,
-        transform: Callable[[SphereSignal], SphereSignal] | None = None,
-        cache: bool = False,
-    ) -> None:
-        super().__init__(split, num_samples, seed, transform, cache)
-        self.nside = check_spectra_nside(nside)
-        self.order = _check_order(order, self.nside)
-        self.patches = _check_patches(patches, self.order)
-        self.noise = check_noise(noise)
-        self.lognormal = check_bool(lognormal, "lognormal")
-        self.classes = _check_classes(classes)
-        self.smoothing = _check_beam_fwhm(smoothing)
-        self.subtract_mean = check_bool(subtract_mean, "subtract_mean")
-        self.fresh_noise = check_bool(fresh_noise, "fresh_noise")
+    nside: int = 512
+    order: int | None = 4
+    patches: int | Sequence[int] | None = None
+    noise: float = 0.0
+    lognormal: bool = True
+    classes: str = "degenerate"
+    smoothing: float | None = DEFAULT_SMOOTHING
+    subtract_mean: bool = True
+    fresh_noise: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.nside = check_spectra_nside(self.nside)
+        self.order = _check_order(self.order, self.nside)
+        self.patches = _check_patches(self.patches, self.order)
+        self.noise = check_noise(self.noise)
+        self.lognormal = check_bool(self.lognormal, "lognormal")
+        self.classes = _check_classes(self.classes)
+        self.smoothing = _check_beam_fwhm(self.smoothing)
+        self.subtract_mean = check_bool(self.subtract_mean, "subtract_mean")
+        self.fresh_noise = check_bool(self.fresh_noise, "fresh_noise")
         # Noise added at read time (train split, fresh_noise), not stored with the sample.
-        self._noise_on_read = self.fresh_noise and split == "train" and self.noise > 0
+        self._noise_on_read = self.fresh_noise and self.split == "train" and self.noise > 0
         self.lmax = 3 * self.nside - 1
         self.npix = hp.nside2npix(self.nside)
         self.patch_size = self.npix if self.order is None else self.npix // (12 * self.order**2)

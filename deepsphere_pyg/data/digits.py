@@ -40,8 +40,8 @@ about the polar axis by an angle uniform in :math:`[0, 2\pi)`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Callable
 from typing import Any
 
 import healpy as hp
@@ -134,6 +134,7 @@ def digit_on_sphere(
     return ndimage.map_coordinates(image, coords, order=1, mode="grid-constant", cval=0.0)
 
 
+@dataclasses.dataclass(eq=False, repr=False, kw_only=True)
 class SphericalDigits(SyntheticSphereDataset):
     r"""Digits of :func:`sklearn.datasets.load_digits` on a HEALPix sphere (module doc).
 
@@ -169,26 +170,19 @@ class SphericalDigits(SyntheticSphereDataset):
         ((768, 1), True)
     """
 
-    def __init__(
-        self,
-        split: str = "train",
-        num_samples: int | None = None,
-        seed: int = 0,
-        *,
-        nside: int = 16,
-        rotate: bool | str = False,
-        extent: float = 90.0,
-        transform: Callable[[SphereSignal], SphereSignal] | None = None,
-        cache: bool = False,
-    ) -> None:
-        super().__init__(split, num_samples, seed, transform=transform, cache=cache)
+    nside: int = 16
+    rotate: bool | str = False
+    extent: float = 90.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        rotate = self.rotate
         if not any(rotate is r or (isinstance(r, str) and rotate == r) for r in ROTATIONS):
             raise ValueError(f"rotate must be False, 'z' or True, got {rotate!r}")
-        self.nside = check_nside(nside)
-        self.rotate = rotate
-        self.extent = float(extent)
+        self.nside = check_nside(self.nside)
+        self.extent = float(self.extent)
         _half_width(self.extent)
-        self.image_ids = split_image_ids()[split]
+        self.image_ids = split_image_ids()[self.split]
         images, labels = _load_digits()
         #: ``[n_images, 8, 8]`` float64 images of this split, scaled to ``[0, 1]``.
         self.images = images[self.image_ids]

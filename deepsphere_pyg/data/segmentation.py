@@ -38,9 +38,10 @@ many nodes near the boundaries, a model that averages neighbours does better.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import healpy as hp
@@ -82,6 +83,7 @@ def field_spectrum(lmax: int, ell_scale: float | None = None) -> np.ndarray:
     return cl * 4.0 * np.pi / np.sum((2.0 * ell + 1.0) * cl)
 
 
+@dataclasses.dataclass(eq=False, repr=False, kw_only=True)
 class SegmentationMaps(SyntheticSphereDataset):
     r"""Noisy random fields labelled by their (hidden) clean values' quantiles (module doc).
 
@@ -115,41 +117,34 @@ class SegmentationMaps(SyntheticSphereDataset):
             bad ``quantiles`` or ``noise``, a grid too coarse for the band limit.
     """
 
-    def __init__(
-        self,
-        split: str = "train",
-        num_samples: int | None = None,
-        seed: int = 0,
-        *,
-        nside: int = 32,
-        num_classes: int = 3,
-        sampling: str = "healpix",
-        quantiles: Sequence[float] | None = None,
-        noise: float = 0.5,
-        nlat: int | None = None,
-        grid: str = "driscoll-healy",
-        transform: Callable[[SphereSignal], SphereSignal] | None = None,
-        cache: bool = False,
-    ) -> None:
-        super().__init__(split, num_samples, seed, transform=transform, cache=cache)
+    nside: int = 32
+    num_classes: int = 3
+    sampling: str = "healpix"
+    quantiles: Sequence[float] | None = None
+    noise: float = 0.5
+    nlat: int | None = None
+    grid: str = "driscoll-healy"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        sampling, num_classes, noise = self.sampling, self.num_classes, self.noise
         if sampling not in SAMPLINGS:
             raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
-        self.nside = check_nside(nside)
-        self.sampling = sampling
+        self.nside = check_nside(self.nside)
         if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) \
                 or num_classes < 2:
             raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
         self.num_classes = int(num_classes)
-        self.quantiles = _check_quantiles(quantiles, self.num_classes)
+        self.quantiles = _check_quantiles(self.quantiles, self.num_classes)
         if isinstance(noise, bool) or not isinstance(noise, numbers.Real) or not noise >= 0:
             raise ValueError(f"noise must be a standard deviation >= 0, got {noise!r}")
         self.noise = float(noise)
         self.lmax = 2 * self.nside - 1
         self.cl = field_spectrum(self.lmax, ell_scale=self.nside / 2.0)
         if sampling == "equiangular":
-            self.grid = check_grid(grid)
+            self.grid = check_grid(self.grid)
             default = 4 * self.nside + (self.grid == "clenshaw-curtis")
-            self.nlat = check_positive_int(default if nlat is None else nlat, "nlat")
+            self.nlat = check_positive_int(default if self.nlat is None else self.nlat, "nlat")
             lat, lon = equiangular_grid(self.nlat, grid=self.grid)
             self.nlon = int(lon.size)
             if self.lmax >= self.nlon / 2:

@@ -40,10 +40,11 @@ on the merged nodes, in the node order of :meth:`StationsField.hierarchy` (level
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -100,6 +101,7 @@ def world_cities(
     return lon[:count].copy(), lat[:count].copy()
 
 
+@dataclasses.dataclass(eq=False, repr=False, kw_only=True)
 class StationsField(SyntheticSphereDataset):
     r"""Forecast a rotating smooth field at irregular stations (module doc).
 
@@ -133,27 +135,21 @@ class StationsField(SyntheticSphereDataset):
             ``speed`` range.
     """
 
-    def __init__(
-        self,
-        split: str = "train",
-        num_samples: int | None = None,
-        seed: int = 0,
-        *,
-        lon: Sequence[float] | np.ndarray | torch.Tensor | None = None,
-        lat: Sequence[float] | np.ndarray | torch.Tensor | None = None,
-        num_stations: int | None = None,
-        horizon: int = 1,
-        history: int = 4,
-        lmax: int = 16,
-        speed: tuple[float, float] = (2.0, 6.0),
-        transform: Callable[[SphereSignal], SphereSignal] | None = None,
-        cache: bool = False,
-    ) -> None:
-        super().__init__(split, num_samples, seed, transform=transform, cache=cache)
-        self.horizon = check_positive_int(horizon, "horizon")
-        self.history = check_positive_int(history, "history")
-        self.lmax = check_positive_int(lmax, "lmax")
-        self.speed = _check_speed(speed)
+    lon: Sequence[float] | np.ndarray | torch.Tensor | None = None
+    lat: Sequence[float] | np.ndarray | torch.Tensor | None = None
+    num_stations: int | None = None
+    horizon: int = 1
+    history: int = 4
+    lmax: int = 16
+    speed: tuple[float, float] = (2.0, 6.0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        lon, lat, num_stations = self.lon, self.lat, self.num_stations
+        self.horizon = check_positive_int(self.horizon, "horizon")
+        self.history = check_positive_int(self.history, "history")
+        self.lmax = check_positive_int(self.lmax, "lmax")
+        self.speed = _check_speed(self.speed)
         if (lon is None) != (lat is None):
             raise ValueError("give both lon and lat (station coordinates in degrees), or "
                              "neither for the default world cities")
