@@ -116,7 +116,7 @@ class HealpixFileDataset(torch.utils.data.Dataset):
         mask_ordering: str | None = None,
     ) -> None:
         self.paths = _check_paths(paths)
-        self.ordering = _check_ordering(ordering)
+        self.ordering = check_ordering_name(ordering)
         self.field = _check_field(field)
         if num_classes is not None:
             if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
@@ -267,7 +267,7 @@ class HealpixFileDataset(torch.utils.data.Dataset):
         raw, nest, source = self._read_raw(index)
         values = self._gather(raw, nest).reshape(self.num_nodes, -1)
         nan = ~np.isfinite(values)
-        unseen = _is_unseen(values)
+        unseen = is_unseen(values)
         bad = (nan | unseen).any(axis=1)
         if bad.any():
             first = int(np.flatnonzero(bad)[0])
@@ -328,7 +328,7 @@ def check_map_ordering(
     nside = hp.npix2nside(values.size)
     if nside < 4:
         return
-    usable = np.isfinite(values) & ~_is_unseen(values)
+    usable = np.isfinite(values) & ~is_unseen(values)
     if observed is not None:
         usable &= observed
     given, swapped, count = ordering_roughness(values, nside, nest, usable=usable,
@@ -436,7 +436,7 @@ def read_mask_file(path: PathLike) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"mask file not found: {path}")
     values = hp.read_map(path, nest=True, dtype=np.float64)
-    return np.isfinite(values) & (values != 0) & ~_is_unseen(values)
+    return np.isfinite(values) & (values != 0) & ~is_unseen(values)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -461,7 +461,13 @@ def _check_paths(paths: object) -> list[Path]:
     return out
 
 
-def _check_ordering(ordering: object) -> bool | None:
+def check_ordering_name(ordering: object) -> bool | None:
+    """``True`` for NEST, ``False`` for RING (``"nest"`` / ``"ring"``, any case), ``None``
+    for ``None`` (the FITS header decides).
+
+    Raises:
+        ValueError: any other value.
+    """
     if ordering is None:
         return None
     key = ordering.lower() if isinstance(ordering, str) else None
@@ -553,7 +559,9 @@ def _fits_info(path: Path, field: int | tuple[int, ...],
     return nest, nside, explicit
 
 
-def _is_unseen(values: np.ndarray) -> np.ndarray:
+def is_unseen(values: np.ndarray) -> np.ndarray:
+    """Boolean mask of the pixels holding ``healpy.UNSEEN`` (within a relative
+    tolerance)."""
     return np.abs(values - hp.UNSEEN) <= UNSEEN_RTOL * abs(hp.UNSEEN)
 
 

@@ -22,7 +22,8 @@ from .hierarchy import SphereHierarchy
 from .sphere_graph import SphereGraph
 
 
-def _halvable(nlat: int, nlon: int, grid: str) -> bool:
+def halvable(nlat: int, nlon: int, grid: str) -> bool:
+    """Whether an ``nlat x nlon`` grid of family ``grid`` has a coarser 2x2-pooled grid."""
     if nlon % 2 or nlon // 2 < 2:
         return False
     if grid == "clenshaw-curtis":
@@ -30,7 +31,9 @@ def _halvable(nlat: int, nlon: int, grid: str) -> bool:
     return nlat % 2 == 0 and nlat // 2 >= 2
 
 
-def _halved(nlat: int, nlon: int, grid: str) -> tuple[int, int]:
+def halved(nlat: int, nlon: int, grid: str) -> tuple[int, int]:
+    """``(nlat, nlon)`` of the grid one 2x2 pooling coarser (Clenshaw-Curtis keeps its
+    poles)."""
     if grid == "clenshaw-curtis":
         return (nlat - 1) // 2 + 1, nlon // 2
     return nlat // 2, nlon // 2
@@ -39,7 +42,7 @@ def _halved(nlat: int, nlon: int, grid: str) -> tuple[int, int]:
 def _level_sizes(nlat: int, nlon: int, grid: str, levels: int) -> list[tuple[int, int]]:
     sizes = [(nlat, nlon)]
     while len(sizes) < levels:
-        if not _halvable(*sizes[-1], grid):
+        if not halvable(*sizes[-1], grid):
             rows = "nlat - 1" if grid == "clenshaw-curtis" else "nlat"
             raise ValueError(
                 f"a {grid} grid of nlat={nlat} x nlon={nlon} cannot be pooled into {levels} "
@@ -47,7 +50,7 @@ def _level_sizes(nlat: int, nlon: int, grid: str, levels: int) -> list[tuple[int
                 f"halved ({rows} and nlon must be even, and the halved sizes >= 2); use "
                 f"levels <= {len(sizes)}, or {rows} and nlon divisible by 2^{levels - 1} = "
                 f"{2 ** (levels - 1)}")
-        sizes.append(_halved(*sizes[-1], grid))
+        sizes.append(halved(*sizes[-1], grid))
     return sizes
 
 

@@ -35,14 +35,14 @@ from .operator import (
     rescale,
     scipy_to_torch_csr,
 )
-from .sphere_graph import SphereGraph, _tensor_fingerprint
+from .sphere_graph import SphereGraph, tensor_fingerprint
 
 
-def _mass_key(graph: SphereGraph) -> tuple:
+def mass_key(graph: SphereGraph) -> tuple:
     """What the mass operator depends on beyond the edges: the stored masses (their
     identity and version), or the metadata they are derived from."""
     if "node_weight" in graph and graph.node_weight is not None:
-        return _tensor_fingerprint(graph.node_weight)
+        return tensor_fingerprint(graph.node_weight)
     return ("derived",)
 
 
@@ -51,7 +51,7 @@ def mass_scale(graph: SphereGraph) -> float:
     (:func:`~deepsphere_pyg.graphs.operator.mass_constant`: the area-weighted mean of
     :math:`\frac14 \sum_j m_j w_{ij} d_{ij}^2`; about :math:`4\pi t^2` for a heat kernel
     of width :math:`t` resolved by the edges), cached on the graph."""
-    return graph.cached("mass_scale", _mass_key(graph), lambda: mass_constant(
+    return graph.cached("mass_scale", mass_key(graph), lambda: mass_constant(
         graph.pos, graph.edge_index, graph.edge_weight, node_weight(graph)))
 
 
@@ -69,7 +69,7 @@ def graph_laplacian_scipy(graph: SphereGraph, normalization: str | None,
 
 
 def _key(graph: SphereGraph, normalization: str | None) -> tuple:
-    return (normalization, *(_mass_key(graph) if normalization == "mass" else ()))
+    return (normalization, *(mass_key(graph) if normalization == "mass" else ()))
 
 
 def laplacian(graph: SphereGraph, normalization: str | None = "sym") -> torch.Tensor:

@@ -92,8 +92,8 @@ class SphereGraph(Data):
         ``edge_index`` and ``edge_weight`` so that editing the graph invalidates it.
         """
         cache = self.__dict__.setdefault("_operator_cache", {})
-        key = (name, args, *_tensor_fingerprint(self.edge_index),
-               *_tensor_fingerprint(self.edge_weight))
+        key = (name, args, *tensor_fingerprint(self.edge_index),
+               *tensor_fingerprint(self.edge_weight))
         if key not in cache:
             # Keep only operators of the current edges: drop stale entries.
             stale = [k for k in cache if k[2:] != key[2:]]
@@ -172,7 +172,9 @@ class SphereGraph(Data):
         }
 
 
-def _tensor_fingerprint(tensor: torch.Tensor | None) -> tuple:
+def tensor_fingerprint(tensor: torch.Tensor | None) -> tuple:
+    """``(data pointer, version counter, device)`` of a tensor: a cache key part that
+    changes when the tensor is replaced or edited in place."""
     if tensor is None:
         return (None, None, None)
     return (tensor.data_ptr(), tensor._version, tensor.device)

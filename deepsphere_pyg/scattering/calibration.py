@@ -90,7 +90,7 @@ import numpy as np
 import torch
 from scipy.interpolate import PchipInterpolator
 
-from ..graphs.laplacian import _mass_key, mass_scale
+from ..graphs.laplacian import mass_key, mass_scale
 from ..graphs.node_weight import node_weight
 from ..graphs.operator import check_normalization
 from ..graphs.sphere_graph import SphereGraph
@@ -340,7 +340,7 @@ def degree_calibration(
         return DegreeMap(np.arange(stop, dtype=np.float64), mu[:stop], normalization)
 
     key = (normalization, max_degree, max_pairs,
-           *(_mass_key(graph) if normalization == "mass" else ()))
+           *(mass_key(graph) if normalization == "mass" else ()))
     return graph.cached("scattering_degree_map", key, compute)
 
 
@@ -377,7 +377,7 @@ def pooling_gain(
                          f"got {tuple(pool_index.shape)}")
     key = (lmax, max_pairs, seed, pool_index.data_ptr(), pool_index._version,
            parent.pos.data_ptr(), int(parent.num_nodes), bool(weighted),
-           *(_mass_key(child) if weighted else ()))
+           *(mass_key(child) if weighted else ()))
     mass = (node_weight(child).detach().cpu().numpy().astype(np.float64) if weighted
             else None)
     return child.cached("scattering_pooling_gain", key,

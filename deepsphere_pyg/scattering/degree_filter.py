@@ -21,7 +21,7 @@ import numpy as np
 import scipy.fft
 import torch
 
-from ..graphs.laplacian import _mass_key, estimate_lambda_max, graph_laplacian_scipy
+from ..graphs.laplacian import estimate_lambda_max, graph_laplacian_scipy, mass_key
 from ..graphs.node_weight import node_weight
 from ..graphs.operator import (
     SparseOperator,
@@ -96,7 +96,7 @@ def chebyshev_operator(graph: SphereGraph, normalization: str | None = None,
                                     device=graph.edge_weight.device)
         return matrix, top
 
-    key = (normalization, lambda_max, *(_mass_key(graph) if normalization == "mass" else ()))
+    key = (normalization, lambda_max, *(mass_key(graph) if normalization == "mass" else ()))
     return graph.cached("scattering_chebyshev_operator", key, compute)
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...graphs.equiangular_hierarchy import _halvable, _halved
+from ...graphs.equiangular_hierarchy import halvable, halved
 from ...graphs.equiangular_layout import equiangular_grid, grid_layout, kept_grid_nodes
 from ...graphs.lonlat import region_mask
 
@@ -156,8 +156,8 @@ def max_levels(match: GridMatch) -> int:
     """The most levels :func:`~deepsphere_pyg.graphs.equiangular_hierarchy` can build
     for the grid (each level halves both sizes)."""
     nlat, nlon, levels = match.nlat, match.nlon, 1
-    while _halvable(nlat, nlon, match.family):
-        nlat, nlon = _halved(nlat, nlon, match.family)
+    while halvable(nlat, nlon, match.family):
+        nlat, nlon = halved(nlat, nlon, match.family)
         levels += 1
     return levels
 

@@ -50,10 +50,10 @@ from ...graphs import SphereHierarchy, healpix_hierarchy
 from ...graphs.checks import pixels_from_mask
 from ...io import atomic_path
 from ..files import (
-    _check_ordering,
-    _is_unseen,
     check_map_ordering,
+    check_ordering_name,
     fits_layout,
+    is_unseen,
     open_npy_maps,
     read_fits_map,
     read_mask_file,
@@ -121,7 +121,7 @@ class HealpixSource(FileSource):
         missing = [path for path in self.paths if not path.exists()]
         if missing:
             raise FileNotFoundError(f"HEALPix map file not found: {missing[0]}")
-        self.ordering = _check_ordering(ordering)
+        self.ordering = check_ordering_name(ordering)
         self.check_ordering = bool(check_ordering)
         kinds = [_kind(path) for path in self.paths]
         self.kind = kinds[0]
@@ -202,7 +202,7 @@ class HealpixSource(FileSource):
             sample = _read_healsparse(_healsparse(), self.paths[0], None)
             pixels = np.unique(np.asarray(sample.valid_pixels, dtype=np.int64))
         else:
-            valid = (np.isfinite(first) & ~_is_unseen(first)).any(axis=1)
+            valid = (np.isfinite(first) & ~is_unseen(first)).any(axis=1)
             if valid.all():
                 return np.arange(self.npix), source
             pixels = np.flatnonzero(valid)
@@ -311,7 +311,7 @@ class HealpixSource(FileSource):
             raw = self._raw(index, tuple(int(f) for f in unique))
             values = self._gather(raw, self._is_nest(index))[:, inverse.reshape(-1)]
         values = np.array(values, dtype=np.float64, copy=True)
-        values[~np.isfinite(values) | _is_unseen(values)] = np.nan
+        values[~np.isfinite(values) | is_unseen(values)] = np.nan
         return np.ascontiguousarray(values, dtype=np.float32)
 
     def hierarchy(self, levels: int, *, k: int | Sequence[int] = 8,
@@ -555,7 +555,7 @@ def _healsparse_mask(path: Path, nside: int) -> np.ndarray:
     pixels = np.asarray(mask.valid_pixels, dtype=np.int64)
     if not mask.is_rec_array and not mask.is_wide_mask_map:
         values = np.asarray(mask.get_values_pix(pixels, nest=True), dtype=np.float64)
-        pixels = pixels[np.isfinite(values) & (values != 0) & ~_is_unseen(values)]
+        pixels = pixels[np.isfinite(values) & (values != 0) & ~is_unseen(values)]
     return np.unique(pixels)
 
 
