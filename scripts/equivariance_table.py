@@ -247,9 +247,36 @@ MASS_GRIDS = (
 )
 
 
+#: The lat-lon grids of ``--mass-grids large`` (about 8000 nodes), beside HEALPix nside 32.
+MASS_GRIDS_LARGE = (
+    ("Driscoll-Healy 64x128", 64, 128, "driscoll-healy", (40, 80)),
+    ("SOFT 64x128", 64, 128, "soft", (40, 80)),
+    ("Clenshaw-Curtis 65x128", 65, 128, "clenshaw-curtis", (40, 80)),
+    ("Gauss-Legendre 64x128", 64, 128, "gauss-legendre", (40, 80)),
+)
+
+
+def large_mass_graphs() -> list[tuple[str, object, object]]:
+    """The mass rows of ``--mass-grids large``: HEALPix nside 16 and 32 (k = 8, equal
+    masses: the combinatorial Laplacian up to a constant) and the ~64 x 128 grids with
+    widths tuned for the mass operator."""
+    f64 = torch.float64
+    rows: list[tuple[str, object, object]] = [
+        (f"HEALPix nside {nside}, k=8 (v2), mass (equal masses)", healpix_graph(nside, k=8),
+         None) for nside in (16, 32)]
+    for name, nlat, nlon, grid, ks in MASS_GRIDS_LARGE:
+        for k in ks:
+            rows.append((f"{name}, k={k}, mass", None, lambda t, nlat=nlat, nlon=nlon,
+                         grid=grid, k=k: equiangular_graph(nlat, nlon, grid=grid, k=k,
+                                                           kernel=t, dtype=f64)))
+    return rows
+
+
 def mass_graphs(args) -> list[tuple[str, object, object]]:
     """``(name, graph, build(t) or None)`` of the mass rows: ``build`` rows are tuned for
     the mass operator, the others measured as built."""
+    if args.mass_grids == "large":
+        return large_mass_graphs()
     points = uniform_points(3072, args.seed + 100)
     f64 = torch.float64
     rows: list[tuple[str, object, object]] = [
@@ -273,6 +300,63 @@ def mass_graphs(args) -> list[tuple[str, object, object]]:
     return rows
 
 
+def eigenspace_graphs(args) -> list[tuple[str, object, object, str | None]]:
+    """``(name, graph, build(t) or None, normalization)`` of the eigenspace table: random
+    uniform points (where the rotation protocol also applies, to compare the methods) and
+    the GeoNames cities of :func:`~deepsphere_pyg.data.stations.world_cities` (where it
+    does not: no harmonic fit resolves degree 44 on them)."""
+    from deepsphere_pyg.data.stations import world_cities
+    from deepsphere_pyg.graphs import points_graph
+
+    points = uniform_points(3072, args.seed + 100)
+    lon, lat = world_cities()
+    f64 = torch.float64
+
+    def cities(k: int):
+        return lambda t: points_graph(lon, lat, k=k, kernel=t, duplicates="merge", dtype=f64)
+
+    rows: list[tuple[str, object, object, str | None]] = [
+        ("random uniform 3072, k=8 global", knn_graph(points, k=8, kernel="global"), None,
+         None),
+        ("random uniform 3072, k=20 global", knn_graph(points, k=20, kernel="global"), None,
+         None),
+    ]
+    for k in (8, 20, 40):
+        rows.append((f"random uniform 3072, k={k}, mass", None,
+                     lambda t, k=k: knn_graph(points, k=k, kernel=t, dtype=f64), "mass"))
+    rows.append(("GeoNames cities, k=8 auto (the stations graph)",
+                 points_graph(lon, lat, k=8, duplicates="merge"), None, None))
+    for k in (8, 20, 40):
+        rows.append((f"GeoNames cities, k={k}", None, cities(k), None))
+        rows.append((f"GeoNames cities, k={k}, mass", None, cities(k), "mass"))
+    return rows
+
+
+def eigenspace_section(args) -> list[str]:
+    """Rows of the eigenspace table (``method="eigenspace"``; widths tuned with it)."""
+    ells = list(SAMPLING_ELLS)
+    header = " | ".join(f"√E l={ell}" for ell in ells)
+    lines = [f"| graph | nodes | t | {header} | mean E (squared) |",
+             "|---|---|---|" + "---|" * len(ells) + "---|"]
+    common = dict(num_signals=args.num_signals, seed=args.seed, method="eigenspace")
+    for name, graph, build, normalization in eigenspace_graphs(args):
+        tic = time.perf_counter()
+        t = getattr(graph, "kernel_width", None)
+        if build is not None:
+            t, _ = tune_kernel_width(build, ells, num_signals=args.tune_signals,
+                                     seed=args.seed + 1, normalization=normalization,
+                                     method="eigenspace")
+            graph, name = build(t), f"{name}, t tuned here"
+        samples = equivariance_samples(graph, ells, squared=False,
+                                       normalization=normalization, **common)
+        plain = " | ".join(fmt(float(v.mean())) for v in samples.values())
+        squared = float(np.mean([np.mean(v**2) for v in samples.values()]))
+        lines.append(f"| {name} | {int(graph.num_nodes)} | {fmt(t, 4)} | {plain} | "
+                     f"{fmt(squared)} |")
+        print(f"  {name}: {time.perf_counter() - tic:.1f} s", file=sys.stderr)
+    return lines
+
+
 def samplings_section(args) -> list[str]:
     """Rows of the samplings table (plain and squared errors, least-squares protocol)."""
     ells = list(SAMPLING_ELLS)
@@ -294,7 +378,7 @@ def samplings_section(args) -> list[str]:
         return (f"| {name} | {int(graph.num_nodes)} | {fmt(t, 4)} | {cells} | "
                 f"{fmt(squared)} | {published} |")
 
-    for name, graph, build in sampling_graphs(args):
+    for name, graph, build in sampling_graphs(args) if not args.mass_only else []:
         tic = time.perf_counter()
         if build == "finite-volume":
             lines.append(row(name, graph, None, soft_finite_volume_operator(64)))
@@ -335,7 +419,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mass", action="store_true",
                         help="add rows of the mass Laplacian M^-1 L to the samplings table "
                              "(widths tuned for it by tune_kernel_width)")
-    parser.add_argument("--sections", nargs="+", choices=("healpix", "samplings"),
+    parser.add_argument("--mass-grids", choices=("small", "large"), default="small",
+                        help="grids of the mass rows: 'small' (default, about 3000 nodes, "
+                             "with icosahedral and random points) or 'large' (about 64 x "
+                             "128, beside HEALPix nside 16 and 32)")
+    parser.add_argument("--mass-only", action="store_true",
+                        help="samplings table: the mass rows only")
+    parser.add_argument("--sections", nargs="+",
+                        choices=("healpix", "samplings", "eigenspace"),
                         default=["healpix", "samplings"],
                         help="which tables to compute (default: both)")
     parser.add_argument("--output", help="also write the report as Markdown to this file")
@@ -345,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     tuned: list[str] = []
     samplings = samplings_section(args) if "samplings" in args.sections else []
+    eigenspace = eigenspace_section(args) if "eigenspace" in args.sections else []
     for nside, ells in (args.nside_ells if "healpix" in args.sections else []):
         graph = healpix_graph(nside, edges="neighbours")
         rows.append(measure(graph, ells, args, "v1", nside, "v1", graph.kernel_width))
@@ -408,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     if samplings:
         report += [
             "",
-            "## Other samplings (about 3000 nodes, least-squares protocol)",
+            "## Other samplings (least-squares protocol)",
             "",
             "Combinatorial Laplacian; rows marked 'mass': the mass Laplacian M^-1 L_m on "
             "node values ((L_m)_ij = -m_i m_j w_ij, m the node areas). "
@@ -421,6 +513,20 @@ def main(argv: list[str] | None = None) -> int:
             "equiangular graph of the DeepSphere v2 paper.",
             "",
             *samplings,
+        ]
+    if eigenspace:
+        report += [
+            "",
+            "## Clustered networks: the eigenspace method (no rotation)",
+            "",
+            "method='eigenspace': √E = ||Lf - λ_l f|| / ||Lf|| at the nodes, with one "
+            "least-squares λ_l per degree (Schur: an equivariant operator is a scalar on "
+            f"each degree); mean over {args.num_signals} fields per degree; no harmonic "
+            "fit, so it applies to the cities, whose nodes cannot resolve one. Rows "
+            "'t tuned here': tune_kernel_width(..., method='eigenspace') on fresh draws "
+            f"(seed {args.seed + 1}). Rows 'mass': M^-1 L_m with Voronoi masses.",
+            "",
+            *eigenspace,
         ]
     text = "\n".join(report) + "\n"
     publish_report(text, args.output)

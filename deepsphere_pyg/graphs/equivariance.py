@@ -60,6 +60,18 @@ capped at :math:`n_\mathrm{lat} - 1` for lat-lon grids, :math:`\lfloor\sqrt{N/1.
 otherwise, HEALPix's ratio of pixels to coefficients), rotated with
 :func:`healpy.rotate_alm` and evaluated at the nodes.
 
+``method="eigenspace"`` rotates nothing. A rotation-equivariant operator acts on the
+fields of one degree as a scalar (Schur's lemma), so the error of a field is its distance
+to that scalar's multiple, at the nodes: :math:`E_\ell = \lVert \mathbf{L}\mathbf{f} -
+\lambda_\ell \mathbf{f} \rVert^2 / \lVert \mathbf{L}\mathbf{f} \rVert^2` with one
+least-squares :math:`\lambda_\ell` per degree over the ``num_signals`` fields
+(``num_rotations`` is ignored; the samples have one column). It is 0 exactly when the
+operator commutes with rotations on those fields, needs no harmonic fit of
+:math:`\mathbf{L}\mathbf{f}`, and so also measures clustered networks (stations, cities)
+whose nodes cannot resolve the fit of the other methods (``lmax`` only bounds the
+degrees). Its values are not those of the rotation protocol: compare graphs with one
+method.
+
 ``squared=False`` reports :math:`\sqrt{E}` instead (the plain relative error); averages
 are taken of the reported quantity. (The code behind the published figures averaged the
 plain ratio of norms, although the paper writes the square.)
@@ -242,6 +254,8 @@ def equivariance_error(graph: SphereGraph, ells: int | Iterable[int], **options:
             ``[N]`` in the graph's node order to a map ``[N]``.
         method: ``"lsq"`` (default), ``"iter"`` or ``"paper"``: how rotated maps are
             computed (module docstring); other samplings than HEALPix: ``"lsq"`` only.
+            ``"eigenspace"`` (any sampling): distance to a scalar on each degree, no
+            rotation (module docstring).
         lmax: band limit of the analysis of :math:`\mathbf{L}\mathbf{f}`; default: the
             sampling's (module docstring). Giving it for a HEALPix graph switches to the
             generic least-squares analysis.

@@ -36,7 +36,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from .checks import check_int_in_range, check_positive_int
-from .harmonics import LeastSquaresAnalysis, alm_to_real, real_to_alm
+from .harmonics import LeastSquaresAnalysis, alm_to_real, design_matrix, real_to_alm
 from .sphere_graph import SphereGraph
 
 __all__ = [
@@ -54,9 +54,9 @@ __all__ = [
 #: user, ``[N, B] -> [N, B]`` batched as a probe applies it).
 Operator = Callable[[np.ndarray], np.ndarray]
 
-#: Ways to compute the rotated maps; see the :mod:`~deepsphere_pyg.graphs.equivariance`
-#: docstring.
-METHODS = ("iter", "lsq", "paper")
+#: Ways to measure the error (how rotated maps are computed, or ``"eigenspace"``: no
+#: rotation); see the :mod:`~deepsphere_pyg.graphs.equivariance` docstring.
+METHODS = ("iter", "lsq", "paper", "eigenspace")
 
 #: Jacobi iterations of :func:`healpy.map2alm` (methods ``"iter"`` and ``"paper"``).
 MAP2ALM_ITER = 3
@@ -311,6 +311,45 @@ class _PointsProbe(_Probe):
         return real_to_alm(self.fit.fit(signal), self.lmax)
 
 
+class _EigenspaceProbe:
+    r"""Probe of ``method="eigenspace"``: how far the operator is from a scalar on each
+    degree's fields, at the nodes, without rotating anything.
+
+    By Schur's lemma a rotation-equivariant operator acts on the fields of degree
+    :math:`\ell` as one scalar :math:`\lambda_\ell`. With the ``S`` fields
+    :math:`\mathbf f_s` of degree :math:`\ell` evaluated exactly at the nodes, and
+    :math:`\lambda_\ell = \sum_s \langle \mathbf f_s, \mathbf L \mathbf f_s \rangle /
+    \sum_s \lVert \mathbf f_s \rVert^2` (one least-squares scalar per degree), the error of
+    field :math:`s` is :math:`\lVert \mathbf L \mathbf f_s - \lambda_\ell \mathbf f_s \rVert /
+    \lVert \mathbf L \mathbf f_s \rVert`. It is 0 exactly when every such field is an
+    eigenvector of one eigenvalue, in which case :math:`\mathbf L` commutes with every
+    rotation on those fields. No harmonic fit of :math:`\mathbf L \mathbf f` is needed, so
+    it applies to clustered networks (stations, cities) whose nodes cannot resolve one.
+    """
+
+    def __init__(self, pos: np.ndarray, ells: Sequence[int], num_signals: int,
+                 seed: int | np.random.Generator | None) -> None:
+        rng = np.random.default_rng(seed)
+        self.ells = list(ells)
+        self.signals: list[np.ndarray] = []  # per degree [S, N]
+        for ell in self.ells:
+            basis = design_matrix(pos, ell)
+            coefficients = np.stack([alm_to_real(pure_degree_alm(ell, rng), ell)
+                                     for _ in range(num_signals)], axis=1)
+            self.signals.append((basis @ coefficients).T)
+
+    def samples(self, operator: Operator, squared: bool) -> dict[int, np.ndarray]:
+        """``{ell: [S, 1]}`` errors of a batched operator (``[N, B] -> [N, B]``)."""
+        out: dict[int, np.ndarray] = {}
+        for ell, signals in zip(self.ells, self.signals, strict=True):
+            filtered = operator(signals.T).T  # L f, [S, N]
+            norms = np.array([_checked_norm(lf, ell) for lf in filtered])
+            eigenvalue = float(np.sum(signals * filtered) / np.sum(signals * signals))
+            errors = np.linalg.norm(filtered - eigenvalue * signals, axis=1) / norms
+            out[ell] = (errors**2 if squared else errors)[:, None]
+        return out
+
+
 def _checked_norm(filtered: np.ndarray, ell: int) -> float:
     norm = float(np.linalg.norm(filtered))
     if not (np.isfinite(norm) and norm > 0):
@@ -323,7 +362,7 @@ def _checked_norm(filtered: np.ndarray, ell: int) -> float:
 
 def make_probe(graph: SphereGraph, ells: int | Iterable[int], num_signals: int,
                num_rotations: int, seed: int | np.random.Generator | None, method: str,
-               lmax: int | None) -> _Probe:
+               lmax: int | None) -> _Probe | _EigenspaceProbe:
     """The probe suited to ``graph``'s sampling (healpy transforms for HEALPix).
 
     The arguments are those of :func:`~deepsphere_pyg.graphs.equivariance.equivariance_error`
@@ -334,6 +373,10 @@ def make_probe(graph: SphereGraph, ells: int | Iterable[int], num_signals: int,
     num_signals = check_positive_int(num_signals, "num_signals")
     num_rotations = check_positive_int(num_rotations, "num_rotations")
     method = _check_method(method)
+    if method == "eigenspace":
+        lmax = default_lmax(graph) if lmax is None else check_positive_int(lmax, "lmax")
+        pos = graph.pos.detach().cpu().double().numpy()
+        return _EigenspaceProbe(pos, _check_ells(ells, lmax), num_signals, seed)
     if _is_healpix(graph) and lmax is None:
         nside, nest = _check_graph(graph)
         ells = _check_ells(ells, 3 * nside - 1)
