@@ -324,6 +324,15 @@ def eigenspace_graphs(args) -> list[tuple[str, object, object, str | None]]:
     for k in (8, 20, 40):
         rows.append((f"random uniform 3072, k={k}, mass", None,
                      lambda t, k=k: knn_graph(points, k=k, kernel=t, dtype=f64), "mass"))
+    rows.append(("random uniform 3072, k=40", None,
+                 lambda t: knn_graph(points, k=40, kernel=t, dtype=f64), None))
+    # The same density on three quarters of the sphere (z > -0.5): one boundary.
+    draws = uniform_points(4 * 3072, args.seed + 100)
+    cap = draws[draws[:, 2] > -0.5][:3072]
+    for normalization in (None, "mass"):
+        rows.append(("uniform 3072 on z > -0.5 (a boundary), k=40" +
+                     (", mass" if normalization else ""), None,
+                     lambda t: knn_graph(cap, k=40, kernel=t, dtype=f64), normalization))
     rows.append(("GeoNames cities, k=8 auto (the stations graph)",
                  points_graph(lon, lat, k=8, duplicates="merge"), None, None))
     for k in (8, 20, 40):
