@@ -90,7 +90,7 @@ warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta"
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 warnings.filterwarnings("ignore", message=".*spacing.*")
 
-#: Neighbours of the k-NN graphs (the most equivariant mass recipe on nlon = 2 nlat grids).
+#: Default neighbours of the k-NN graphs (``--k``).
 NEIGHBOURS = 40
 GRID_TH = "legendre-gauss"
 GRID_OURS = "gauss-legendre"
@@ -120,6 +120,7 @@ class Grid:
 
     nlat: int
     nlon: int
+    k: int = NEIGHBOURS  # neighbours of our k-NN graphs
     width_mass: float = float("nan")  # tuned heat-kernel width t of the mass graph
     tune_seconds: float = float("nan")
     r_hop: float = float("nan")  # radians
@@ -166,16 +167,16 @@ def parse_width(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"expected NLATxNLON=T, got {text!r}") from error
 
 
-def layers(K: int) -> list[Layer]:
+def layers(K: int, k: int) -> list[Layer]:
     """The compared layers, DISCO isotropic first (the reference of the ratios)."""
     return [
         Layer(f"DISCO isotropic, piecewise linear ({2 * K - 1},)", "disco", (2 * K - 1,)),
         Layer("DISCO anisotropic, piecewise linear (3, 3)", "disco", (3, 3)),
-        Layer(f"SphericalChebConv K={K}, k={NEIGHBOURS} mass-tuned t, mass", "cheb",
+        Layer(f"SphericalChebConv K={K}, k={k} mass-tuned t, mass", "cheb",
               normalization="mass", width="mass"),
-        Layer(f"SphericalChebConv K={K}, k={NEIGHBOURS} auto t, combinatorial", "cheb",
+        Layer(f"SphericalChebConv K={K}, k={k} auto t, combinatorial", "cheb",
               normalization=None, width="auto"),
-        Layer(f"SphericalChebConv K={K}, k={NEIGHBOURS} auto t, sym (default)", "cheb",
+        Layer(f"SphericalChebConv K={K}, k={k} auto t, sym (default)", "cheb",
               normalization="sym", width="auto"),
     ]
 
@@ -186,7 +187,7 @@ def build_graph(grid: Grid, width: str | float, dtype: torch.dtype):
     from deepsphere_pyg.graphs import equiangular_graph
 
     kernel = grid.width_mass if width == "mass" else width
-    return equiangular_graph(grid.nlat, grid.nlon, grid=GRID_OURS, k=NEIGHBOURS,
+    return equiangular_graph(grid.nlat, grid.nlon, grid=GRID_OURS, k=grid.k,
                              kernel=kernel, dtype=dtype)
 
 
@@ -379,7 +380,7 @@ def memory_child(spec: str) -> None:
 
     import deepsphere_pyg.graphs  # noqa: F401
     import deepsphere_pyg.nn  # noqa: F401
-    grid = Grid(config["nlat"], config["nlon"], width_mass=config["width_mass"],
+    grid = Grid(config["nlat"], config["nlon"], k=config["k"], width_mass=config["width_mass"],
                 cutoff=config["cutoff"])
     layer = Layer(config["name"], config["kind"], tuple(config["kernel_shape"]),
                   config["normalization"], config["width"])
@@ -405,7 +406,7 @@ def memory_child(spec: str) -> None:
 
 def measure_memory(grid: Grid, layer: Layer, args: argparse.Namespace) -> dict:
     spec = json.dumps({
-        "nlat": grid.nlat, "nlon": grid.nlon, "width_mass": grid.width_mass,
+        "nlat": grid.nlat, "nlon": grid.nlon, "k": grid.k, "width_mass": grid.width_mass,
         "cutoff": grid.cutoff, "name": layer.name, "kind": layer.kind,
         "kernel_shape": list(layer.kernel_shape), "normalization": layer.normalization,
         "width": layer.width, "channels": args.channels, "batch": args.batch, "K": args.K})
@@ -460,7 +461,7 @@ def report(grids: list[Grid], all_layers: list[Layer], args: argparse.Namespace,
         "",
         f"Versions: {versions}. One torch thread (`torch.set_num_threads(1)`), "
         f"float32, B={args.batch}, {args.channels} -> {args.channels} channels, "
-        f"K={args.K}, k={NEIGHBOURS}; median of {args.repeat} forward+backward after a "
+        f"K={args.K}, k={args.k}; median of {args.repeat} forward+backward after a "
         f"warm-up, every layer timed interleaved in one loop. Total {seconds:.0f} s.",
         "",
         "Grids (Gauss-Legendre; positions of torch-harmonics' flattened image and our "
@@ -526,6 +527,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--K", type=int, default=3, help="Chebyshev terms (K - 1 hops)")
+    parser.add_argument("--k", type=int, default=NEIGHBOURS,
+                        help=f"neighbours of our k-NN graphs (default {NEIGHBOURS})")
     parser.add_argument("--cutoff-scale", type=float, default=1.0,
                         help="theta_cutoff = scale x (K - 1) x r_hop")
     parser.add_argument("--ells", type=int, nargs="+", default=[4, 16, 28])
@@ -556,8 +559,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"deepsphere_pyg {getattr(deepsphere_pyg, '__version__', '?')}")
     print(versions, flush=True)
     widths = dict(args.width)
-    grids = [Grid(nlat, nlon) for nlat, nlon in args.grids]
-    all_layers = layers(args.K)
+    grids = [Grid(nlat, nlon, k=args.k) for nlat, nlon in args.grids]
+    all_layers = layers(args.K, args.k)
     for grid in grids:
         for layer in all_layers:
             layer.results[grid.name] = {}
