@@ -368,13 +368,14 @@ register(Experiment(
     name="cosmology",
     description="two-cosmology weak-lensing convergence maps (spectra matched over "
                 "l = 100-1500), nside 512 order-4 patches of 16384 pixels (the DeepSphere "
-                "v1 task at half its resolution), noise 0.5, DeepSphere statistic head",
+                "v1 task at half its resolution), noise 0.5 drawn anew every epoch, "
+                "DeepSphere statistic head",
     dataset="deepsphere_pyg.data:CosmologyMaps", task="classification",
-    data={"nside": 512, "order": 4, "noise": 0.5, "normalize": True},
+    data={"nside": 512, "order": 4, "noise": 0.5, "normalize": True, "fresh_noise": True},
     graph={"levels": 5},
     model={"name": "deepsphere", "channels": [16, 32, 64, 64, 64],
            "K": 5, "head": "statistic", "statistic": "meanvar"},
-    train={"epochs": 10, "batch_size": 16, "lr": 1e-3},
+    train={"epochs": 10, "batch_size": 16, "lr": 1e-3, "recalibrate_bn": 16},
     class_names=("cosmology 1", "cosmology 2"),
 ))
 
