@@ -229,9 +229,11 @@ class NoiseLinearSpectra:
 
     def __init__(self, args: argparse.Namespace, pixels: np.ndarray, nside: int) -> None:
         start = time.perf_counter()
-        noiseless = build_datasets(resolve_config("cosmology",
-                                                  overrides=base_overrides(args, 0.0)))
-        unit = build_datasets(resolve_config("cosmology", overrides=base_overrides(args, 1.0)))
+        fixed = "data.fresh_noise=false"  # the basis needs one noise draw per patch
+        noiseless = build_datasets(resolve_config(
+            "cosmology", overrides=[*base_overrides(args, 0.0), "data.noise=0.0", fixed]))
+        unit = build_datasets(resolve_config(
+            "cosmology", overrides=[*base_overrides(args, 1.0), "data.noise=1.0", fixed]))
         self.signal: dict[str, np.ndarray] = {}
         self.noise: dict[str, np.ndarray] = {}
         self.cross: dict[str, np.ndarray] = {}
@@ -485,7 +487,8 @@ def run_level(args: argparse.Namespace, noise: float,
         fresh_noise = None
         if fresh:
             noiseless = build_datasets(resolve_config(
-                "cosmology", overrides=[*base_overrides(args, 0.0), "data.fresh_noise=false"]))
+                "cosmology", overrides=[*base_overrides(args, 0.0), "data.noise=0.0",
+                                        "data.fresh_noise=false"]))
             fresh_noise = (patch_images(samples(noiseless["train"])[0], layout),
                            float(datasets["train"].noise_std))
         results["2D CNN on the patch image"] = {
@@ -498,6 +501,7 @@ def run_level(args: argparse.Namespace, noise: float,
         statistic: threshold_accuracy((statistics["train"][statistic], split["train"][1]),
                                       (statistics["test"][statistic], split["test"][1]))
         for statistic in ONE_POINT}
+    results["fresh_noise"] = fresh
     results["sizes"] = {name: len(datasets[name]) for name in datasets}
     results["pixels"] = int(graph.num_nodes)
     results["config"] = config
@@ -617,7 +621,7 @@ def report(args: argparse.Namespace, levels: dict[float, dict[str, Any]],
                   "means of the training patches' binned pseudo-spectra (noise "
                   f"{next(iter(levels)):g}) are in ratio {ratio['measured_min']:.3f}-"
                   f"{ratio['measured_max']:.3f}."]
-    if "data.fresh_noise=true" in args.overrides:
+    if any(level.get("fresh_noise") for level in levels.values()):
         lines += ["", "With `data.fresh_noise=true` DeepSphere and the 2D CNN train on a new "
                   "noise draw every epoch; the SVMs and thresholds read one fixed draw per "
                   "patch (validation and test patches are fixed for every method)."]

@@ -46,7 +46,10 @@ class SyntheticSphereDataset(torch.utils.data.Dataset, abc.ABC):
     fields (``@dataclasses.dataclass(eq=False, repr=False, kw_only=True)``), checks them
     in ``__post_init__`` after calling this class's, implements :meth:`generate` and
     :meth:`hierarchy`, sets :attr:`default_sizes` (or overrides :meth:`default_size`), and
-    names its own arguments in :meth:`extra_repr`.
+    names its own arguments in :meth:`extra_repr`. The fields hold the arguments as
+    checked, and some data sets replace one by what it stands for (``StationsField``'s
+    ``lon`` / ``lat`` become the merged nodes): build a changed data set with the
+    constructor, not :func:`dataclasses.replace`.
 
     Args:
         split: ``"train"``, ``"val"`` or ``"test"``.
@@ -78,6 +81,8 @@ class SyntheticSphereDataset(torch.utils.data.Dataset, abc.ABC):
             raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
         if self.transform is not None and not callable(self.transform):
             raise TypeError(f"transform must be callable or None, got {self.transform!r}")
+        if not isinstance(self.cache, bool):
+            raise TypeError(f"cache must be True or False, got {self.cache!r}")
         self.num_samples, self.seed = int(size), int(seed)
         self._cache: dict[int, SphereSignal] | None = {} if self.cache else None
 

@@ -33,10 +33,11 @@ from collections.abc import Callable, Iterable, Sequence
 
 import healpy as hp
 import numpy as np
+import scipy.special
 from scipy.spatial.transform import Rotation
 
 from .checks import check_int_in_range, check_positive_int
-from .harmonics import LeastSquaresAnalysis, alm_to_real, design_matrix, real_to_alm
+from .harmonics import LeastSquaresAnalysis, alm_to_real, real_to_alm
 from .sphere_graph import SphereGraph
 
 __all__ = [
@@ -332,11 +333,17 @@ class _EigenspaceProbe:
         rng = np.random.default_rng(seed)
         self.ells = list(ells)
         self.signals: list[np.ndarray] = []  # per degree [S, N]
+        theta = np.arccos(np.clip(pos[:, 2], -1.0, 1.0))
+        phi = np.arctan2(pos[:, 1], pos[:, 0])
         for ell in self.ells:
-            basis = design_matrix(pos, ell)
-            coefficients = np.stack([alm_to_real(pure_degree_alm(ell, rng), ell)
-                                     for _ in range(num_signals)], axis=1)
-            self.signals.append((basis @ coefficients).T)
+            orders = np.arange(ell + 1)
+            # [ell + 1, N]: Y_lm at the nodes, m >= 0; f = sum_m c_m Re(a_lm Y_lm),
+            # c_0 = 1, c_m = 2 (the real field of the coefficients).
+            harmonics = scipy.special.sph_harm_y(ell, orders[:, None], theta, phi)
+            weights = np.where(orders == 0, 1.0, 2.0)[:, None]
+            index = hp.Alm.getidx(ell, ell, orders)
+            alms = np.stack([pure_degree_alm(ell, rng)[index] for _ in range(num_signals)])
+            self.signals.append(np.real(alms @ (weights * harmonics)))
 
     def samples(self, operator: Operator, squared: bool) -> dict[int, np.ndarray]:
         """``{ell: [S, 1]}`` errors of a batched operator (``[N, B] -> [N, B]``)."""

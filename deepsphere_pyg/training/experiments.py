@@ -230,7 +230,7 @@ class Experiment:
 
     def variant(self, **changes: Any) -> Experiment:
         """A copy with ``changes`` to its fields (the data set class is not imported)."""
-        dataset = type(self).__dict__["dataset"].reference(self)
+        dataset = Experiment.__dict__["dataset"].reference(self)
         return dataclasses.replace(self, **{"dataset": dataset, **changes})
 
     def defaults(self, model: Mapping[str, Any] | None = None) -> Config:
