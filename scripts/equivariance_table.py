@@ -300,6 +300,14 @@ def mass_graphs(args) -> list[tuple[str, object, object]]:
     return rows
 
 
+def error_cells(samples: dict[int, np.ndarray]) -> tuple[str, str]:
+    """Table cells of per-sample plain errors ``{ell: array}``: the mean sqrt(E) per degree
+    (``" | "``-joined) and the mean squared error over the degrees."""
+    plain = " | ".join(fmt(float(values.mean())) for values in samples.values())
+    squared = float(np.mean([np.mean(values**2) for values in samples.values()]))
+    return plain, fmt(squared)
+
+
 def eigenspace_graphs(args) -> list[tuple[str, object, object, str | None]]:
     """``(name, graph, build(t) or None, normalization)`` of the eigenspace table: random
     uniform points (where the rotation protocol also applies, to compare the methods) and
@@ -356,12 +364,10 @@ def eigenspace_section(args) -> list[str]:
                                      seed=args.seed + 1, normalization=normalization,
                                      method="eigenspace")
             graph, name = build(t), f"{name}, t tuned here"
-        samples = equivariance_samples(graph, ells, squared=False,
-                                       normalization=normalization, **common)
-        plain = " | ".join(fmt(float(v.mean())) for v in samples.values())
-        squared = float(np.mean([np.mean(v**2) for v in samples.values()]))
+        plain, squared = error_cells(equivariance_samples(
+            graph, ells, squared=False, normalization=normalization, **common))
         lines.append(f"| {name} | {int(graph.num_nodes)} | {fmt(t, 4)} | {plain} | "
-                     f"{fmt(squared)} |")
+                     f"{squared} |")
         print(f"  {name}: {time.perf_counter() - tic:.1f} s", file=sys.stderr)
     return lines
 
@@ -378,14 +384,12 @@ def samplings_section(args) -> list[str]:
                   seed=args.seed, method="lsq")
 
     def row(name: str, graph, t: float | None, operator=None, normalization=None) -> str:
-        samples = equivariance_samples(graph, ells, squared=False, operator=operator,
-                                       normalization=normalization, **common)
-        plain = [float(v.mean()) for v in samples.values()]
-        squared = float(np.mean([np.mean(v**2) for v in samples.values()]))
+        cells, squared = error_cells(equivariance_samples(
+            graph, ells, squared=False, operator=operator, normalization=normalization,
+            **common))
         published = PUBLISHED_EQUIANGULAR if "4-neighbour" in name else "–"
-        cells = " | ".join(fmt(v) for v in plain)
         return (f"| {name} | {int(graph.num_nodes)} | {fmt(t, 4)} | {cells} | "
-                f"{fmt(squared)} | {published} |")
+                f"{squared} | {published} |")
 
     for name, graph, build in sampling_graphs(args) if not args.mass_only else []:
         tic = time.perf_counter()

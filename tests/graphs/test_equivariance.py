@@ -22,8 +22,8 @@ LMAX = 3 * NSIDE - 1
 
 
 @pytest.fixture(scope="module")
-def graph16():
-    return healpix_graph(NSIDE, k=8)
+def graph16(graph_nside16):
+    return graph_nside16
 
 
 def degree_one_alm(v):
@@ -36,19 +36,6 @@ def degree_one_alm(v):
 
 def pixel_vectors(nside, nest=False):
     return np.stack(hp.pix2vec(nside, np.arange(hp.nside2npix(nside)), nest=nest), axis=1)
-
-
-def smoothing(nside, nest=True, fwhm=0.1):
-    """An exactly equivariant operator: isotropic harmonic smoothing through healpy."""
-    lmax, beam = 3 * nside - 1, hp.gauss_beam(fwhm, lmax=3 * nside - 1)
-
-    def apply(signal):
-        ring = hp.reorder(signal, n2r=True) if nest else signal
-        alm = hp.map2alm(ring, lmax=lmax, iter=3, use_pixel_weights=False)
-        out = hp.alm2map(hp.almxfl(alm, beam), nside, lmax=lmax)
-        return hp.reorder(out, r2n=True) if nest else out
-
-    return apply
 
 
 # ------------------------------------------------------------- rotation convention
@@ -114,8 +101,8 @@ def test_pure_degree_alm_has_power_at_one_degree_only():
 
 
 # ------------------------------------------------------------------ exact references
-def test_exactly_equivariant_operator_has_near_zero_error(graph16):
-    errors = equivariance_error(graph16, [2, 8, 16], operator=smoothing(NSIDE),
+def test_exactly_equivariant_operator_has_near_zero_error(graph16, harmonic_smoothing):
+    errors = equivariance_error(graph16, [2, 8, 16], operator=harmonic_smoothing(NSIDE),
                                 num_signals=2, num_rotations=2)
     assert max(errors.values()) < 1e-5
 
